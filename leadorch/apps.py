@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LeadorchConfig(AppConfig):
+    name = "leadorch"
+    verbose_name = "Platform operations"

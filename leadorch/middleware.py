@@ -1,0 +1,68 @@
+"""Request middleware: health before tenancy, tenant routing that degrades to 503."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django_tenants.middleware.main import TenantMainMiddleware
+
+from leadorch.health import health_check
+
+HEALTH_PATHS = {"/api/health", "/api/health/"}
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/webhooks/"))
+
+
+def service_unavailable(request: HttpRequest) -> HttpResponse:
+    """The answer while the database cannot be reached: 503 with a retry hint, never a 500."""
+    if _wants_json(request):
+        response: HttpResponse = JsonResponse(
+            {
+                "error": "service_unavailable",
+                "detail": "The database is unavailable; try again shortly.",
+            },
+            status=503,
+        )
+    else:
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
+class HealthCheckMiddleware:
+    """Answers /api/health on any host, before tenant routing needs the database."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path in HEALTH_PATHS and request.method in {"GET", "HEAD"}:
+            report = health_check()
+            response = JsonResponse(
+                report.as_dict(), status=200 if report.healthy else 503
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+        return self.get_response(request)
+
+
+class TenantMiddleware(TenantMainMiddleware):
+    """django-tenants routing by host, answering 503 when the database is down."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            return super().process_request(request)
+        except (OperationalError, InterfaceError):
+            return service_unavailable(request)
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponse | None:
+        if isinstance(exception, OperationalError | InterfaceError):
+            return service_unavailable(request)
+        return None

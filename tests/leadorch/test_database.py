@@ -1,0 +1,78 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import environ
+import pytest
+
+from leadorch.database import ENGINE, DatabaseStartError, database_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(**values: str) -> environ.Env:
+    env = environ.Env()
+    env.ENVIRON = {**values}
+    return env
+
+
+def test_database_url_is_used_with_the_tenant_engine(tmp_path):
+    config = database_settings(
+        env=_env(DATABASE_URL="postgres://app:secret@db.internal:6432/leads"),
+        var_dir=tmp_path,
+    )
+
+    assert config["ENGINE"] == ENGINE
+    assert (config["NAME"], config["USER"], config["HOST"], config["PORT"]) == (
+        "leads",
+        "app",
+        "db.internal",
+        6432,
+    )
+    assert config["OPTIONS"]["connect_timeout"] == 5
+    assert not (
+        tmp_path / "postgres"
+    ).exists()  # no embedded server when a URL is given
+
+
+def test_refuses_a_database_that_is_not_postgresql(tmp_path):
+    with pytest.raises(DatabaseStartError, match="must point to PostgreSQL"):
+        database_settings(env=_env(DATABASE_URL="sqlite:///leads.db"), var_dir=tmp_path)
+
+
+def test_embedded_start_failure_is_explained(tmp_path):
+    (tmp_path / "postgres").write_text("not a folder")
+
+    with pytest.raises(DatabaseStartError) as failure:
+        database_settings(env=_env(), var_dir=tmp_path)
+
+    message = str(failure.value)
+    assert (
+        f"Could not start the embedded PostgreSQL in {tmp_path / 'postgres'}" in message
+    )
+    assert "set DATABASE_URL" in message
+
+
+def test_manage_py_prints_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "postgres").write_text("not a folder")
+    env = {
+        **os.environ,
+        "LEADORCH_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "test-only",
+        "DATABASE_URL": "",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    result = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Could not start the embedded PostgreSQL")
+    assert "Traceback" not in result.stderr

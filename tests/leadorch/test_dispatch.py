@@ -1,0 +1,98 @@
+import threading
+
+from django.utils import timezone
+
+from leadorch.dispatch import Dispatcher, DispatchJob, dispatch_tick, job_claim
+from leadorch.models import PeriodicJob, ProcessHeartbeat, ProcessKind
+
+CALLS: list[str] = []
+
+
+def record_call() -> None:
+    CALLS.append("ran")
+
+
+def explode() -> None:
+    raise RuntimeError("boom")
+
+
+def test_a_due_job_runs_once_per_interval(public_schema):
+    CALLS.clear()
+    job = DispatchJob("test-once", 60, "tests.leadorch.test_dispatch.record_call")
+
+    first = dispatch_tick(jobs=[job])
+    second = dispatch_tick(jobs=[job])  # another dispatcher, same interval
+
+    assert first == ["test-once"]
+    assert second == []
+    assert CALLS == ["ran"]
+    row = PeriodicJob.objects.get(name="test-once")
+    assert row.next_run_at > timezone.now()
+    assert row.last_finished_at is not None
+    assert row.last_error == ""
+
+
+def test_concurrent_claims_have_one_winner(transactional_db):
+    job = DispatchJob("test-race", 60, "tests.leadorch.test_dispatch.record_call")
+    PeriodicJob.objects.create(name=job.name)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        results.append(job_claim(job=job))
+        connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_a_failing_job_is_recorded_and_does_not_stop_the_others(public_schema):
+    CALLS.clear()
+    bad = DispatchJob("test-bad", 60, "tests.leadorch.test_dispatch.explode")
+    good = DispatchJob("test-good", 60, "tests.leadorch.test_dispatch.record_call")
+
+    ran = dispatch_tick(jobs=[bad, good])
+
+    assert ran == ["test-bad", "test-good"]
+    assert CALLS == ["ran"]
+    assert PeriodicJob.objects.get(name="test-bad").last_error == "RuntimeError: boom"
+
+
+def test_dispatcher_reports_itself_and_forgets_itself_on_stop(transactional_db):
+    dispatcher = Dispatcher(tick_seconds=0, jobs=[])
+    seen = []
+
+    def stop_after_first_tick() -> None:
+        seen.append(
+            ProcessHeartbeat.objects.filter(kind=ProcessKind.DISPATCHER).count()
+        )
+        dispatcher.request_stop()
+
+    STOP_HOOK.append(stop_after_first_tick)
+    try:
+        dispatcher.jobs = [
+            DispatchJob("test-stop", 0, "tests.leadorch.test_dispatch.stop_hook")
+        ]
+        ticks = dispatcher.run(max_ticks=5)
+    finally:
+        STOP_HOOK.clear()
+
+    assert ticks == 1
+    assert seen == [1]
+    assert not ProcessHeartbeat.objects.filter(kind=ProcessKind.DISPATCHER).exists()
+
+
+STOP_HOOK: list = []
+
+
+def stop_hook() -> None:
+    for hook in STOP_HOOK:
+        hook()

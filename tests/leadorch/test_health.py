@@ -1,0 +1,98 @@
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+from django.test import Client
+from django.utils import timezone
+
+from leadorch import tasks
+from leadorch.dispatch import dispatch_tick, registered_jobs
+from leadorch.models import ProcessHeartbeat, ProcessKind
+from tests.conftest import PLATFORM_HOST, host_of
+
+
+@pytest.fixture
+def running_processes(public_schema):
+    """A dispatcher tick, which queues a worker heartbeat that the (in-process) worker runs."""
+    tasks.process_heartbeat_record(kind=ProcessKind.DISPATCHER)
+    assert dispatch_tick(jobs=registered_jobs()) == ["worker-heartbeat"]
+
+
+@pytest.mark.parametrize(
+    "host", [PLATFORM_HOST, "alpha.localhost", "unknown.localhost", "127.0.0.1"]
+)
+def test_healthy_on_any_host(test_tenants, running_processes, host):
+    response = Client(HTTP_HOST=host).get("/api/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["worker"]["ok"] is True
+    assert body["checks"]["worker"]["processes"] == 1
+    assert body["checks"]["dispatcher"]["ok"] is True
+    assert body["checks"]["queue"] == {"ok": True, "pending": 0, "broker": "orm"}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_unavailable_when_no_worker_ever_reported(test_tenants, public_schema):
+    ProcessHeartbeat.objects.all().delete()
+
+    response = Client(HTTP_HOST=PLATFORM_HOST).get("/api/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["worker"] == {
+        "ok": False,
+        "error": "no worker has reported yet",
+    }
+
+
+def test_unavailable_when_worker_heartbeat_is_stale(
+    test_tenants, running_processes, settings
+):
+    ProcessHeartbeat.objects.filter(kind=ProcessKind.WORKER).update(
+        last_seen_at=timezone.now()
+        - timedelta(seconds=settings.HEALTH_WORKER_STALE_SECONDS + 5)
+    )
+
+    response = Client(HTTP_HOST=PLATFORM_HOST).get("/api/health")
+
+    assert response.status_code == 503
+    worker = response.json()["checks"]["worker"]
+    assert worker["ok"] is False
+    assert worker["processes"] == 0
+    assert "no worker heartbeat" in worker["error"]
+
+
+def _refuse(*args, **kwargs):
+    raise OperationalError("connection refused")
+
+
+def test_unavailable_with_json_when_database_is_down(test_tenants, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", _refuse)
+        response = Client(HTTP_HOST=PLATFORM_HOST).get("/api/health")
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": {"ok": False, "error": "OperationalError"}
+    }
+
+
+def test_pages_answer_503_not_500_when_database_is_down(test_tenants, monkeypatch):
+    client = Client(
+        HTTP_HOST=host_of(test_tenants["alpha"]), raise_request_exception=False
+    )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", _refuse)
+        page = client.get("/admin/login/")
+        api = client.get("/api/schema/")
+
+    assert page.status_code == 503
+    assert "Temporarily unavailable" in page.content.decode()
+    assert page["Retry-After"] == "5"
+    assert api.status_code == 503
+    assert api.json()["error"] == "service_unavailable"
