@@ -35,6 +35,9 @@ def _development_secret_key() -> str:
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
+# Fernet keys for secrets stored in the database; the first encrypts, all decrypt.
+# Unset: a key derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 # --- Hosts and tenancy -------------------------------------------------------
 # Brands answer at <slug>.<BASE_DOMAIN>; the platform admin at PLATFORM_HOSTS.
@@ -176,6 +179,25 @@ WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
 # /api/health reports the worker unhealthy when no heartbeat ran for this long.
 HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
 
+# --- CRM intake --------------------------------------------------------------------
+# ShopMonkey's API; a sandbox or a test double can stand in for it.
+SHOPMONKEY_BASE_URL = env.str(
+    "SHOPMONKEY_BASE_URL", default="https://api.shopmonkey.cloud"
+)
+SHOPMONKEY_TIMEOUT_SECONDS = env.float("SHOPMONKEY_TIMEOUT_SECONDS", default=10.0)
+# Seconds between polls of each connection (the backup to webhooks).
+POLL_INTERVAL_SECONDS = env.int("POLL_INTERVAL_SECONDS", default=30)
+# A connection's first poll looks back this far.
+POLL_INITIAL_LOOKBACK_HOURS = env.int("POLL_INITIAL_LOOKBACK_HOURS", default=24)
+# Each poll re-reads this many seconds before its cursor, against clock skew and late writes.
+POLL_OVERLAP_SECONDS = env.int("POLL_OVERLAP_SECONDS", default=120)
+# Larger webhook bodies are refused with 413.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=262_144)
+# Ingest only leads whose contact matches a connection's demo patterns, whatever the connection says.
+DEMO_MODE = env.bool("DEMO_MODE", default=False)
+# Tasks queued for every new lead (dotted paths taking schema_name and lead_id).
+LEAD_INTAKE_HANDLERS: list[str] = []
+
 # --- Auth --------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -271,4 +293,8 @@ DISPATCHER_JOBS = [
         WORKER_HEARTBEAT_SECONDS,
         "leadorch.tasks.worker_heartbeat_enqueue",
     ),
+    # Looks every second for connections due a poll; each is polled every POLL_INTERVAL_SECONDS.
+    ("crm-poll", 1, "leads.tasks.connections_poll_enqueue"),
+    # Deliveries a crash or an API failure left unprocessed, with backoff per try.
+    ("webhook-retry", 30, "leads.tasks.deliveries_retry_enqueue"),
 ]

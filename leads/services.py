@@ -99,14 +99,22 @@ def lead_create(
 
 
 @transaction.atomic
-def lead_save_new(*, lead: Lead, actor: Any = None) -> Lead:
-    """Validate and save an unsaved lead (status new) and record its creation."""
+def lead_save_new(
+    *, lead: Lead, actor: Any = None, validate_unique: bool = True
+) -> Lead:
+    """Validate and save an unsaved lead (status new) and record its creation.
+
+    With ``validate_unique=False`` uniqueness and constraints are left to the
+    database, for callers that race on purpose and handle the IntegrityError.
+    """
     now = timezone.now()
     lead.status = S.NEW
     lead.email = lead.email.strip().lower()
     if lead.ingested_at is None:
         lead.ingested_at = now
-    lead.full_clean()
+    lead.full_clean(
+        validate_unique=validate_unique, validate_constraints=validate_unique
+    )
     lead.save()
     LeadEvent.objects.create(
         lead=lead,

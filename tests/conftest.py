@@ -63,6 +63,33 @@ def other_tenant(test_tenants: dict[str, Tenant]) -> Tenant:
     return test_tenants["bravo"]
 
 
+# Tables whose rows come from migrations, kept when a transactional test cleans up.
+MIGRATION_DATA_TABLES = ("django_migrations", "django_content_type", "auth_permission")
+
+
+def truncate_test_tenant_schemas() -> None:
+    """Empty every table of the test brands' schemas (a transactional test's flush does not)."""
+    connection.set_schema_to_public()
+    with connection.cursor() as cursor:
+        for schema in TEST_TENANTS:
+            cursor.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND NOT (tablename = ANY(%s))",
+                [schema, list(MIGRATION_DATA_TABLES)],
+            )
+            tables = ", ".join(f'"{schema}"."{name}"' for (name,) in cursor.fetchall())
+            if tables:
+                cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def tenant_tx(transactional_db: None) -> Iterator[Tenant]:
+    """Brand alpha for tests that commit (threads, several connections); cleaned afterwards."""
+    tenants = ensure_test_tenants()
+    with tenant_context(tenants["alpha"]):
+        yield tenants["alpha"]
+    truncate_test_tenant_schemas()
+
+
 @pytest.fixture
 def public_schema(db: None) -> Iterator[None]:
     with schema_context(get_public_schema_name()):

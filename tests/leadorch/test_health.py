@@ -15,7 +15,7 @@ from tests.conftest import PLATFORM_HOST, host_of
 def running_processes(public_schema):
     """A dispatcher tick, which queues a worker heartbeat that the (in-process) worker runs."""
     tasks.process_heartbeat_record(kind=ProcessKind.DISPATCHER)
-    assert dispatch_tick(jobs=registered_jobs()) == ["worker-heartbeat"]
+    assert "worker-heartbeat" in dispatch_tick(jobs=registered_jobs())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,209 @@
+"""ShopMonkey webhook deliveries: verify, store in the inbox, process in a worker."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
+
+from leadorch.errors import ApplicationError
+from leadorch.tasks import enqueue_on_commit
+from leads.intake import connection_client, intake_process_order
+from leads.models import CRMConnection, DeliveryStatus, LeadSource, WebhookDelivery
+from leads.shopmonkey import (
+    Order,
+    ShopMonkeyError,
+    ShopMonkeyResponseError,
+    WebhookEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+# Redelivery gives up after this many processing attempts; polling remains the backstop.
+MAX_PROCESSING_TRIES = 5
+# A delivery still "processing" after this long belongs to a worker that died.
+PROCESSING_TIMEOUT = timedelta(minutes=10)
+
+
+class SignatureError(ApplicationError):
+    """The delivery is not signed with the connection's secret (or is stale)."""
+
+
+def webhook_verify(
+    *, connection: CRMConnection, body: bytes, headers: dict[str, str]
+) -> None:
+    """Check the Standard Webhooks signature over the raw body; the timestamp must be within 5 minutes.
+
+    Raises SignatureError with the reason. Never raises anything else for bad input.
+    """
+    secret = connection.webhook_secret
+    if not secret:
+        raise SignatureError(
+            "This connection has no webhook secret configured.", code="no_secret"
+        )
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except EmptyWebhookSecretError as error:
+        raise SignatureError(
+            "This connection has no webhook secret configured.", code="no_secret"
+        ) from error
+    except WebhookVerificationError as error:
+        reason = str(error)
+        code = (
+            "stale_timestamp" if "timestamp" in reason.lower() else "invalid_signature"
+        )
+        raise SignatureError(f"Signature check failed: {reason}.", code=code) from error
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise SignatureError(
+            "Signature check failed: malformed signature headers or body.",
+            code="invalid_signature",
+        ) from error
+
+
+def webhook_parse(body: bytes) -> WebhookEvent:
+    """The event in a verified body. Raises ApplicationError (code invalid_json / invalid_body)."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApplicationError(
+            f"The body is not valid JSON: {error}.", code="invalid_json"
+        ) from error
+    try:
+        return WebhookEvent.from_body(payload)
+    except ShopMonkeyResponseError as error:
+        raise ApplicationError(error.message, code="invalid_body") from error
+
+
+@dataclass(frozen=True)
+class Received:
+    delivery: WebhookDelivery | None
+    duplicate: bool
+
+
+def webhook_receive(
+    *,
+    connection: CRMConnection,
+    body: bytes,
+    headers: dict[str, str],
+    event: WebhookEvent,
+) -> Received:
+    """Store a verified delivery in the inbox and queue its processing.
+
+    A second delivery of the same record version (ShopMonkey retries with a new
+    webhook-id each attempt) is recognised by the inbox's unique constraint and
+    not stored or processed again.
+    """
+    delivery = WebhookDelivery(
+        connection=connection,
+        webhook_id=headers.get("webhook-id", "")[:200],
+        attempt=_int_or_none(headers.get("x-attempt")),
+        operation=event.operation[:16],
+        table=event.table[:64],
+        record_id=event.record_id[:100],
+        record_version=event.record_version[:100],
+        body=body.decode(),
+    )
+    try:
+        with transaction.atomic():
+            delivery.save()
+            enqueue_on_commit(
+                "leads.tasks.webhook_delivery_process", delivery_id=delivery.pk
+            )
+    except IntegrityError:
+        return Received(delivery=None, duplicate=True)
+    return Received(delivery=delivery, duplicate=False)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def webhook_delivery_process(*, delivery_id: int) -> str:
+    """Process one inbox row: an order event goes through the intake; others are noted and skipped.
+
+    Claims the row with a conditional update so a redelivered task cannot process
+    it twice at once. An API failure marks it failed for a later retry.
+    """
+    now = timezone.now()
+    claimable = Q(status__in=[DeliveryStatus.RECEIVED, DeliveryStatus.FAILED]) | Q(
+        status=DeliveryStatus.PROCESSING, processed_at__lt=now - PROCESSING_TIMEOUT
+    )
+    claimed = WebhookDelivery.objects.filter(
+        claimable, pk=delivery_id, tries__lt=MAX_PROCESSING_TRIES
+    ).update(status=DeliveryStatus.PROCESSING, tries=F("tries") + 1, processed_at=now)
+    if not claimed:
+        return "already processed"
+    delivery = WebhookDelivery.objects.select_related("connection").get(pk=delivery_id)
+    connection = delivery.connection
+    try:
+        result = _process(delivery, connection)
+    except ShopMonkeyError as error:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.FAILED, error=str(error)[:5000]
+        )
+        logger.warning("Webhook delivery %s failed: %s", delivery_id, error)
+        return f"failed: {error}"
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        status=DeliveryStatus.PROCESSED,
+        result=result[:200],
+        error="",
+        processed_at=timezone.now(),
+    )
+    return result
+
+
+def _process(delivery: WebhookDelivery, connection: CRMConnection) -> str:
+    event = WebhookEvent.from_body(json.loads(delivery.body))
+    if event.table != "order":
+        return f"skipped: {event.table} events are not used"
+    if event.operation == "DELETE":
+        return "skipped: order deleted"
+    order = Order.from_api(event.data)
+    client = None
+    try:
+        if not order.is_complete:
+            client = connection_client(connection)
+            order = client.get_order(order.id)
+        result = intake_process_order(
+            connection=connection, order=order, source=LeadSource.WEBHOOK, client=client
+        )
+    finally:
+        if client is not None:
+            client.close()
+    return f"{result.outcome}" + (f": {result.detail}" if result.detail else "")
+
+
+def deliveries_needing_retry(*, now: Any = None) -> list[int]:
+    """Deliveries a crash left unprocessed, or that failed, and are due another try (backoff by tries)."""
+    now = now or timezone.now()
+    ids = []
+    candidates = (
+        WebhookDelivery.objects.filter(
+            Q(status__in=[DeliveryStatus.RECEIVED, DeliveryStatus.FAILED])
+            | Q(
+                status=DeliveryStatus.PROCESSING,
+                processed_at__lt=now - PROCESSING_TIMEOUT,
+            ),
+            tries__lt=MAX_PROCESSING_TRIES,
+            received_at__lte=now - timedelta(seconds=60),
+        )
+        .order_by("received_at")
+        .values_list("pk", "tries", "processed_at")[:500]
+    )
+    for pk, tries, last_try in candidates:
+        wait = timedelta(seconds=60 * 2**tries)
+        if last_try is None or last_try <= now - wait:
+            ids.append(pk)
+    return ids
