@@ -7,6 +7,8 @@ are added. Passwords are for development only.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
@@ -16,7 +18,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
 from leads import services as lead_services
-from leads.models import Lead, LeadSource, LeadStatus
+from leads.models import CRMConnection, Lead, LeadSource, LeadStatus
 from locations.models import (
     Location,
     LocationHours,
@@ -38,6 +40,8 @@ BRAND_ADMIN = ("brandadmin", "tintworld-demo-pass")
 LOCATION_STAFF = ("store094", "store094-demo-pass")
 
 LOCATION_STAFF_GROUP = "Location staff"
+# The board column website quotes land in (any id works; the connection stores it).
+DEMO_LEAD_COLUMN_ID = "77315398-aa11-462e-8956-e90d2f5ec026"
 
 # (code, category, name, description, price in dollars, minutes)
 CATALOG = [
@@ -302,7 +306,7 @@ def demo_seed() -> DemoSummary:
         tenant_services.tenant_add_domain(tenant=tenant, host=host)
 
     with schema_context(get_public_schema_name()):
-        if _ensure_user(*PLATFORM_ADMIN, superuser=True):
+        if _ensure_superuser(*PLATFORM_ADMIN):
             created.append("platform admin")
 
     with tenant_context(tenant), transaction.atomic():
@@ -371,7 +375,7 @@ def _seed_brand() -> list[str]:
         )
 
     group = _ensure_location_staff_group()
-    if _ensure_user(*BRAND_ADMIN, superuser=True):
+    if _ensure_superuser(*BRAND_ADMIN):
         created.append("brand admin")
     staff = User.objects.filter(username=LOCATION_STAFF[0]).first()
     if staff is None:
@@ -381,6 +385,9 @@ def _seed_brand() -> list[str]:
         created.append("location staff user")
     staff.groups.add(group)
     StaffMembership.objects.get_or_create(user=staff, location=locations[0])
+
+    if _ensure_crm_connection():
+        created.append("ShopMonkey connection (demo mode)")
 
     now = timezone.now()
     for index, (
@@ -417,13 +424,24 @@ def _seed_brand() -> list[str]:
     return created
 
 
-def _ensure_user(username: str, password: str, *, superuser: bool) -> bool:
+def _ensure_crm_connection() -> bool:
+    """A demo-mode ShopMonkey connection with a webhook secret and no API key (so no polling):
+    `manage.py replay_sample_webhook` sends it signed sample orders."""
+    if CRMConnection.objects.exists():
+        return False
+    CRMConnection.objects.create(
+        name="ShopMonkey",
+        webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        lead_workflow_status_id=DEMO_LEAD_COLUMN_ID,
+        is_demo_mode=True,
+    )
+    return True
+
+
+def _ensure_superuser(username: str, password: str) -> bool:
     if User.objects.filter(username=username).exists():
         return False
-    if superuser:
-        User.objects.create_superuser(username, password=password)
-    else:
-        User.objects.create_user(username, password=password, is_staff=True)
+    User.objects.create_superuser(username, password=password)
     return True
 
 

@@ -12,6 +12,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 from leadorch.health import health_check
 
 HEALTH_PATHS = {"/api/health", "/api/health/"}
+PING_PATHS = {"/api/ping", "/api/ping/"}
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -35,12 +36,16 @@ def service_unavailable(request: HttpRequest) -> HttpResponse:
 
 
 class HealthCheckMiddleware:
-    """Answers /api/health on any host, before tenant routing needs the database."""
+    """Answers /api/health (readiness) and /api/ping (liveness) on any host, before
+    tenant routing needs the database."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path in PING_PATHS:
+            # Liveness: the process answers. No database, no tenant.
+            return JsonResponse({"status": "ok"})
         if request.path in HEALTH_PATHS and request.method in {"GET", "HEAD"}:
             report = health_check()
             response = JsonResponse(

@@ -1,17 +1,35 @@
 from __future__ import annotations
 
+import binascii
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html_join
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from leadorch.errors import ApplicationError
-from leads import services
-from leads.models import Lead, LeadEvent, LeadStatus
+from leads import services, webhooks
+from leads.models import (
+    CRMConnection,
+    IgnoredOrder,
+    IgnoreReason,
+    JobExecution,
+    Lead,
+    LeadEvent,
+    LeadStatus,
+    WebhookDelivery,
+)
+from locations import selectors as location_selectors
 from locations.admin_scoping import LocationScopedAdminMixin
+from locations.models import Location
 
 
 class LeadEventInline(admin.TabularInline):
@@ -159,3 +177,278 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
         for line in refused:
             self.message_user(request, line, messages.ERROR)
         return None
+
+
+class BrandWideAdmin(admin.ModelAdmin):
+    """Brand-level intake configuration and logs: not shown to location-limited staff."""
+
+    def _brand_wide(self, request: HttpRequest) -> bool:
+        return location_selectors.user_is_brand_wide(user=request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._brand_wide(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._brand_wide(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._brand_wide(request) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._brand_wide(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._brand_wide(request) and super().has_delete_permission(request, obj)
+
+
+class ReadOnlyLogAdmin(BrandWideAdmin):
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SecretField(forms.CharField):
+    """Write-only: never rendered back; empty keeps the stored value."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            required=False,
+            strip=True,
+            widget=forms.PasswordInput(render_value=False),
+            **kwargs,
+        )
+
+
+class CRMConnectionForm(forms.ModelForm):
+    api_key = SecretField(
+        help_text="Stored encrypted, never shown. Leave empty to keep the current key."
+    )
+    webhook_secret = SecretField(
+        help_text="The signing secret of the ShopMonkey webhook (whsec_...). Stored encrypted, never shown. "
+        "Leave empty to keep the current one."
+    )
+    base_url = forms.URLField(
+        label="API base URL",
+        required=False,
+        assume_scheme="https",
+        help_text="Empty: the public API, or SHOPMONKEY_BASE_URL when set.",
+    )
+
+    class Meta:
+        model = CRMConnection
+        fields = [
+            "name",
+            "provider",
+            "is_active",
+            "api_key",
+            "webhook_secret",
+            "base_url",
+            "lead_workflow_status_id",
+            "lead_name_prefix",
+            "is_demo_mode",
+            "demo_email_patterns",
+            "demo_phone_patterns",
+            "poll_enabled",
+            "poll_cursor",
+        ]
+
+    def _keep(self, name: str) -> str:
+        value = self.cleaned_data.get(name, "")
+        if not value and self.instance.pk:
+            return getattr(self.instance, name)
+        return value
+
+    def clean_api_key(self) -> str:
+        return self._keep("api_key")
+
+    def clean_webhook_secret(self) -> str:
+        secret = self._keep("webhook_secret")
+        if secret:
+            try:
+                Webhook(secret)
+            except (ValueError, binascii.Error, EmptyWebhookSecretError) as error:
+                raise forms.ValidationError(
+                    "This is not a webhook secret (expected whsec_ followed by base64)."
+                ) from error
+        return secret
+
+
+@admin.register(CRMConnection)
+class CRMConnectionAdmin(BrandWideAdmin):
+    form = CRMConnectionForm
+    list_display = (
+        "name",
+        "provider",
+        "is_active",
+        "is_demo_mode",
+        "poll_enabled",
+        "last_polled_at",
+        "poll_health",
+    )
+    list_filter = ("provider", "is_active", "is_demo_mode")
+    readonly_fields = (
+        "webhook_url",
+        "credentials",
+        "mapped_locations",
+        "last_polled_at",
+        "last_poll_error",
+        "public_id",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "provider", "is_active")}),
+        (
+            "Credentials",
+            {"fields": ("credentials", "api_key", "webhook_secret", "base_url")},
+        ),
+        ("Webhook", {"fields": ("webhook_url",)}),
+        (
+            "Website-lead rule",
+            {"fields": ("lead_workflow_status_id", "lead_name_prefix")},
+        ),
+        (
+            "Demo mode",
+            {"fields": ("is_demo_mode", "demo_email_patterns", "demo_phone_patterns")},
+        ),
+        ("Locations", {"fields": ("mapped_locations",)}),
+        (
+            "Polling",
+            {
+                "fields": (
+                    "poll_enabled",
+                    "poll_cursor",
+                    "last_polled_at",
+                    "last_poll_error",
+                    "public_id",
+                )
+            },
+        ),
+    )
+
+    @admin.display(description="webhook URL")
+    def webhook_url(self, obj: CRMConnection) -> str:
+        if not obj.pk:
+            return "Shown once the connection is saved."
+        domain = connection.tenant.get_primary_domain()
+        scheme = "https" if settings.HTTPS else "http"
+        path = reverse(
+            "leads:shopmonkey_webhook", kwargs={"connection_id": obj.public_id}
+        )
+        return f"{scheme}://{domain.domain}{path}" if domain else path
+
+    @admin.display(description="stored secrets")
+    def credentials(self, obj: CRMConnection) -> str:
+        parts = [
+            f"API key {'set' if obj.api_key else 'not set'}",
+            f"webhook secret {'set' if obj.webhook_secret else 'not set'}",
+        ]
+        return ", ".join(parts)
+
+    @admin.display(description="CRM locations")
+    def mapped_locations(self, obj: CRMConnection) -> str:
+        mapped = (
+            Location.objects.exclude(crm_location_id="")
+            .order_by("name")
+            .values_list("name", "crm_location_id")
+        )
+        lines = [f"{name}: {crm_id}" for name, crm_id in mapped] or [
+            "No location has a CRM location id yet."
+        ]
+        unmapped = (
+            obj.ignored_orders.filter(reason=IgnoreReason.UNMAPPED_LOCATION)
+            .values_list("crm_location_id", flat=True)
+            .distinct()
+            if obj.pk
+            else []
+        )
+        if unmapped:
+            lines.append(
+                "Seen in orders but not mapped: " + ", ".join(sorted(set(unmapped)))
+            )
+        lines.append(
+            "Set a location's CRM location id on the location's page to map it."
+        )
+        return format_html_join("", "{}<br>", ((line,) for line in lines))
+
+    @admin.display(description="last poll")
+    def poll_health(self, obj: CRMConnection) -> str:
+        if not obj.poll_enabled or not obj.api_key:
+            return "off"
+        return (
+            "error"
+            if obj.last_poll_error
+            else ("ok" if obj.last_polled_at else "not yet")
+        )
+
+
+@admin.register(IgnoredOrder)
+class IgnoredOrderAdmin(ReadOnlyLogAdmin):
+    list_display = (
+        "crm_order_number",
+        "crm_order_id",
+        "reason",
+        "crm_location_id",
+        "detail",
+        "times_seen",
+        "last_seen_at",
+    )
+    list_filter = ("reason", "connection")
+    list_select_related = ("connection",)
+    search_fields = ("crm_order_id", "crm_order_number", "crm_location_id")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyLogAdmin):
+    list_display = (
+        "received_at",
+        "table",
+        "operation",
+        "record_id",
+        "status",
+        "result",
+        "tries",
+    )
+    list_filter = ("status", "table", "operation", "connection")
+    list_select_related = ("connection",)
+    search_fields = ("record_id", "webhook_id")
+    date_hierarchy = "received_at"
+    actions = ["process_again"]
+
+    @admin.action(description="Process the selected deliveries again")
+    def process_again(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]
+    ) -> None:
+        count = webhooks.webhook_deliveries_requeue(
+            delivery_ids=list(queryset.values_list("pk", flat=True))
+        )
+        self.message_user(
+            request, f"{count} delivery(ies) queued for processing.", messages.SUCCESS
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Needed for the action; the form itself has only read-only fields.
+        return self._brand_wide(request) and admin.ModelAdmin.has_change_permission(
+            self, request, obj
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in WebhookDelivery._meta.fields]
+
+
+@admin.register(JobExecution)
+class JobExecutionAdmin(ReadOnlyLogAdmin):
+    list_display = (
+        "started_at",
+        "kind",
+        "connection",
+        "status",
+        "pages",
+        "orders_seen",
+        "leads_created",
+        "orders_ignored",
+        "errors",
+    )
+    list_filter = ("kind", "status", "connection")
+    list_select_related = ("connection",)
+    date_hierarchy = "started_at"

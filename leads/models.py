@@ -295,7 +295,6 @@ class DeliveryStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     PROCESSED = "processed", "Processed"
     FAILED = "failed", "Failed"
-    REJECTED = "rejected", "Rejected"
 
 
 class WebhookDelivery(models.Model):

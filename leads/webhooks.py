@@ -207,3 +207,20 @@ def deliveries_needing_retry(*, now: Any = None) -> list[int]:
         if last_try is None or last_try <= now - wait:
             ids.append(pk)
     return ids
+
+
+def webhook_deliveries_requeue(*, delivery_ids: list[int]) -> int:
+    """Queue deliveries for processing again (staff's "process again"); processed ones are left alone."""
+    ids = list(
+        WebhookDelivery.objects.filter(pk__in=delivery_ids)
+        .exclude(status=DeliveryStatus.PROCESSED)
+        .values_list("pk", flat=True)
+    )
+    WebhookDelivery.objects.filter(pk__in=ids).update(
+        tries=0, status=DeliveryStatus.FAILED
+    )
+    for delivery_id in ids:
+        enqueue_on_commit(
+            "leads.tasks.webhook_delivery_process", delivery_id=delivery_id
+        )
+    return len(ids)

@@ -96,3 +96,12 @@ def test_pages_answer_503_not_500_when_database_is_down(test_tenants, monkeypatc
     assert page["Retry-After"] == "5"
     assert api.status_code == 503
     assert api.json()["error"] == "service_unavailable"
+
+
+def test_ping_answers_without_the_database(test_tenants, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", _refuse)
+        response = Client(HTTP_HOST="anything.localhost").get("/api/ping")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context, tenant_context
 
-from leads.models import Lead, LeadStatus
+from leads.models import CRMConnection, Lead, LeadStatus
 from locations import selectors
 from locations.models import (
     Location,
@@ -97,6 +97,10 @@ def test_seeds_the_demo_brand_once(demo):
             )
         ) == [store.name]
         assert User.objects.get(username="brandadmin").is_superuser
+        connection = CRMConnection.objects.get()
+        assert connection.is_demo_mode
+        assert connection.webhook_secret.startswith("whsec_")
+        assert connection.api_key == ""  # no polling of a real shop from the demo
     with schema_context("public"):
         assert User.objects.get(username="platform").is_superuser
 

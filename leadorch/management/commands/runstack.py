@@ -132,6 +132,12 @@ class Command(BaseCommand):
                 f"    {role:<32} {user} / {password}"
                 for role, user, password in summary.logins
             ]  # type: ignore[attr-defined]
+        if summary is not None:
+            lines += [
+                "",
+                "  Send a sample ShopMonkey quote through the signed webhook (another terminal):",
+                f"    .venv/bin/python manage.py replay_sample_webhook --server http://127.0.0.1:{port}",
+            ]
         lines += ["", "Press Ctrl-C to stop.", ""]
         self.stdout.write("\n".join(lines))
 
