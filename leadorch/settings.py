@@ -77,6 +77,9 @@ TENANT_APPS = [
     "django.contrib.admin",
     "locations",
     "leads",
+    "messaging",
+    "touchpoints",
+    "chat",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -196,7 +199,41 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=262_144)
 # Ingest only leads whose contact matches a connection's demo patterns, whatever the connection says.
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 # Tasks queued for every new lead (dotted paths taking schema_name and lead_id).
-LEAD_INTAKE_HANDLERS: list[str] = []
+LEAD_INTAKE_HANDLERS = ["touchpoints.tasks.cadence_start_for_lead"]
+
+# --- Outbound messaging ------------------------------------------------------------------
+# "outbox" records every message and sends nothing; "providers" sends through Twilio and
+# SendGrid (a channel whose provider is not configured is blocked). Default: providers
+# when any is configured, else the outbox.
+MESSAGING_BACKEND = env.str("MESSAGING_BACKEND", default="auto")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+# Sender number (E.164) or Messaging Service SID (MG...); a brand's policy may name its own.
+TWILIO_FROM = env.str("TWILIO_FROM", default="")
+SENDGRID_API_KEY = env.str("SENDGRID_API_KEY", default="")
+# SendGrid's Event Webhook verification key (base64 public key from its settings page).
+SENDGRID_WEBHOOK_PUBLIC_KEY = env.str("SENDGRID_WEBHOOK_PUBLIC_KEY", default="")
+EMAIL_FROM = env.str("EMAIL_FROM", default="")
+MESSAGING_PROVIDER_TIMEOUT_SECONDS = env.float(
+    "MESSAGING_PROVIDER_TIMEOUT_SECONDS", default=10.0
+)
+# Emails always allowed in whitelist mode, beside the admin's whitelist (comma-separated).
+LEAD_EMAIL_WHITELIST = env.list("LEAD_EMAIL_WHITELIST", default=[])
+# Appended to a brand's host in links and callback URLs, e.g. ":8000" in development.
+PUBLIC_PORT_SUFFIX = env.str("PUBLIC_PORT_SUFFIX", default="")
+# Called (dotted paths, keyword arguments) when a customer's SMS is a reply (lead, inbound)
+# or when a recipient opts out (channel, address): the cadence stops, the chat answers.
+INBOUND_REPLY_HANDLERS = ["touchpoints.services.cadence_stop_on_reply"]
+OPT_OUT_HANDLERS = ["touchpoints.services.cadence_stop_on_opt_out"]
+
+# --- Follow-up cadence -------------------------------------------------------------------
+# Seconds between the dispatcher's checks for due touch points (a new lead's first touches
+# do not wait for it).
+TOUCHPOINT_INTERVAL_SECONDS = env.int("TOUCHPOINT_INTERVAL_SECONDS", default=10)
+# Touch points one worker claims at a time.
+TOUCHPOINT_BATCH_SIZE = env.int("TOUCHPOINT_BATCH_SIZE", default=200)
+# Days a chat link in a message stays valid.
+CHAT_LINK_TTL_DAYS = env.int("CHAT_LINK_TTL_DAYS", default=30)
 
 # --- Auth --------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -299,4 +336,9 @@ DISPATCHER_JOBS = [
     ("crm-poll", 1, "leads.tasks.connections_poll_enqueue"),
     # Deliveries a crash or an API failure left unprocessed, with backoff per try.
     ("webhook-retry", 30, "leads.tasks.deliveries_retry_enqueue"),
+    (
+        "touchpoints",
+        TOUCHPOINT_INTERVAL_SECONDS,
+        "touchpoints.tasks.touchpoints_dispatch",
+    ),
 ]

@@ -1,7 +1,15 @@
 """Test settings: the real settings, with speed and isolation overrides only."""
 
+import os
+
 from leadorch.settings import *  # noqa: F403
-from leadorch.settings import Q_CLUSTER
+from leadorch.settings import DATABASES, Q_CLUSTER
+
+# One test database per run, so that two runs on one server (two terminals, CI and a
+# developer) do not drop each other's database.
+DATABASES["default"]["TEST"] = {
+    "NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+}
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("", include("leads.urls")),
+    path("", include("messaging.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(urlconf="leadorch.urls_tenants"),

@@ -27,9 +27,13 @@ from leads.models import (
     LeadStatus,
     WebhookDelivery,
 )
-from locations import selectors as location_selectors
-from locations.admin_scoping import LocationScopedAdminMixin
+from locations.admin_scoping import (
+    BrandOnlyAdminMixin,
+    LocationScopedAdminMixin,
+    ReadOnlyAdminMixin,
+)
 from locations.models import Location
+from touchpoints import services as cadence
 
 
 class LeadEventInline(admin.TabularInline):
@@ -126,7 +130,7 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
         ),
     )
     inlines = [LeadEventInline]
-    actions = ["mark_lost"]
+    actions = ["mark_lost", "pause_follow_up", "resume_follow_up"]
 
     @admin.display(description="vehicle")
     def vehicle_display(self, obj: Lead) -> str:
@@ -160,7 +164,7 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
             status__in=[LeadStatus.LOST, LeadStatus.COMPLETED]
         ):
             try:
-                services.lead_mark_lost(
+                cadence.lead_mark_lost(
                     lead=lead, reason=form.cleaned_data["reason"], actor=request.user
                 )
                 moved += 1
@@ -178,35 +182,39 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
             self.message_user(request, line, messages.ERROR)
         return None
 
+    @admin.action(
+        description="Pause the follow-up of selected leads", permissions=["change"]
+    )
+    def pause_follow_up(self, request: HttpRequest, queryset: QuerySet[Lead]) -> None:
+        self._each(request, queryset, cadence.cadence_pause, "paused")
 
-class BrandWideAdmin(admin.ModelAdmin):
+    @admin.action(
+        description="Resume the follow-up of selected leads", permissions=["change"]
+    )
+    def resume_follow_up(self, request: HttpRequest, queryset: QuerySet[Lead]) -> None:
+        self._each(request, queryset, cadence.cadence_resume, "resumed")
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Lead], operation: Any, verb: str
+    ) -> None:
+        done = 0
+        for lead in queryset.select_related("location"):
+            try:
+                operation(lead=lead, actor=request.user)
+                done += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{lead}: {error.message}", messages.WARNING)
+        self.message_user(
+            request, f"Follow-up {verb} for {done} lead(s).", messages.SUCCESS
+        )
+
+
+class BrandWideAdmin(BrandOnlyAdminMixin, admin.ModelAdmin):
     """Brand-level intake configuration and logs: not shown to location-limited staff."""
 
-    def _brand_wide(self, request: HttpRequest) -> bool:
-        return location_selectors.user_is_brand_wide(user=request.user)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._brand_wide(request) and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._brand_wide(request) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return self._brand_wide(request) and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._brand_wide(request) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._brand_wide(request) and super().has_delete_permission(request, obj)
-
-
-class ReadOnlyLogAdmin(BrandWideAdmin):
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ReadOnlyLogAdmin(ReadOnlyAdminMixin, BrandWideAdmin):
+    pass
 
 
 class SecretField(forms.CharField):
@@ -399,7 +407,9 @@ class IgnoredOrderAdmin(ReadOnlyLogAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyLogAdmin):
+class WebhookDeliveryAdmin(BrandWideAdmin):
+    """Read-only rows (change permission serves the 'process again' action)."""
+
     list_display = (
         "received_at",
         "table",
@@ -426,11 +436,8 @@ class WebhookDeliveryAdmin(ReadOnlyLogAdmin):
             request, f"{count} delivery(ies) queued for processing.", messages.SUCCESS
         )
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Needed for the action; the form itself has only read-only fields.
-        return self._brand_wide(request) and admin.ModelAdmin.has_change_permission(
-            self, request, obj
-        )
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in WebhookDelivery._meta.fields]

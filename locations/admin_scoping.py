@@ -72,3 +72,23 @@ class BrandWideOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._brand_wide(request) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+
+class BrandOnlyAdminMixin(BrandWideOnlyAdminMixin):
+    """For brand configuration and logs (CRM credentials, opt-outs, policy): hidden from location-limited staff."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._brand_wide(request) and super().has_module_permission(request)  # type: ignore[misc]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._brand_wide(request) and super().has_view_permission(request, obj)  # type: ignore[misc]
+
+
+class ReadOnlyAdminMixin:
+    """Logs written by the system: listed and opened, never added or edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

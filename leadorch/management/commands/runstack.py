@@ -60,6 +60,11 @@ class Command(BaseCommand):
             "worker": [sys.executable, manage, "qcluster"],
             "dispatcher": [sys.executable, manage, "run_dispatcher"],
         }
+        # Links in messages point at this server (http://tintworld.localhost:8000/...).
+        environment = {
+            **os.environ,
+            "PUBLIC_PORT_SUFFIX": os.environ.get("PUBLIC_PORT_SUFFIX", f":{port}"),
+        }
         processes: dict[str, subprocess.Popen[bytes]] = {}
         stopping = False
 
@@ -73,7 +78,10 @@ class Command(BaseCommand):
             for name, command in commands.items():
                 # Own session: a terminal's Ctrl-C reaches only this process, which stops the others in order.
                 processes[name] = subprocess.Popen(  # noqa: S603 - our own commands
-                    command, cwd=settings.BASE_DIR, start_new_session=True
+                    command,
+                    cwd=settings.BASE_DIR,
+                    start_new_session=True,
+                    env=environment,
                 )
             ready = self._wait_until_healthy(host, port, processes, lambda: stopping)
             if ready:

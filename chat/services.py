@@ -1,0 +1,65 @@
+"""Chat sessions and their links."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import ChatLink, ChatSession
+from leads.models import Lead
+
+TOKEN_BYTES = 24  # 192 bits
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def chat_session_get_or_create(*, lead: Lead) -> ChatSession:
+    session, _ = ChatSession.objects.get_or_create(lead=lead)
+    return session
+
+
+@transaction.atomic
+def chat_link_create(*, lead: Lead, ttl: timedelta | None = None) -> str:
+    """A new link to the lead's chat; returns the path ``/c/<token>``. Only the hash is stored."""
+    session = chat_session_get_or_create(lead=lead)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    ChatLink.objects.create(
+        session=session,
+        token_hash=token_hash(token),
+        expires_at=timezone.now()
+        + (ttl or timedelta(days=settings.CHAT_LINK_TTL_DAYS)),
+    )
+    return f"/c/{token}"
+
+
+def chat_link_resolve(*, token: str) -> ChatSession | None:
+    """The session a token opens, or None: unknown, expired, revoked, or of a revoked session."""
+    if not token or len(token) > 100:
+        return None
+    link = (
+        ChatLink.objects.select_related("session__lead")
+        .filter(
+            token_hash=token_hash(token),
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .first()
+    )
+    if link is None or link.session.revoked_at is not None:
+        return None
+    ChatLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
+    return link.session
+
+
+def chat_links_revoke(*, session: ChatSession) -> int:
+    """Revoke every link of ``session``; returns how many were live."""
+    return ChatLink.objects.filter(session=session, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
