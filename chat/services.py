@@ -63,3 +63,33 @@ def chat_links_revoke(*, session: ChatSession) -> int:
     return ChatLink.objects.filter(session=session, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+
+
+def chat_links_create(
+    *, leads: list[Lead], ttl: timedelta | None = None
+) -> dict[int, str]:
+    """A new link for each of ``leads`` in a few queries; returns ``{lead id: "/c/<token>"}``."""
+    if not leads:
+        return {}
+    sessions = {
+        session.lead_id: session
+        for session in ChatSession.objects.filter(lead__in=leads)
+    }
+    missing = [ChatSession(lead=lead) for lead in leads if lead.pk not in sessions]
+    if missing:
+        ChatSession.objects.bulk_create(missing, ignore_conflicts=True)
+        sessions = {
+            session.lead_id: session
+            for session in ChatSession.objects.filter(lead__in=leads)
+        }
+    expires_at = timezone.now() + (ttl or timedelta(days=settings.CHAT_LINK_TTL_DAYS))
+    tokens = {lead.pk: secrets.token_urlsafe(TOKEN_BYTES) for lead in leads}
+    ChatLink.objects.bulk_create(
+        ChatLink(
+            session=sessions[lead_id],
+            token_hash=token_hash(token),
+            expires_at=expires_at,
+        )
+        for lead_id, token in tokens.items()
+    )
+    return {lead_id: f"/c/{token}" for lead_id, token in tokens.items()}

@@ -50,8 +50,20 @@ def database_settings(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
         config = embedded_database_settings(var_dir / "postgres")
     config.setdefault("OPTIONS", {})
     config["OPTIONS"].setdefault("connect_timeout", 5)
-    config["CONN_HEALTH_CHECKS"] = True
-    config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
+    if pool_size > 0:
+        # Under ASGI every request runs in a fresh thread, so persistent connections
+        # cannot be reused; a pool can. Connections go back to it after each request.
+        config["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": 10,
+        }
+        config["CONN_MAX_AGE"] = 0
+        config["CONN_HEALTH_CHECKS"] = False
+    else:
+        config["CONN_HEALTH_CHECKS"] = True
+        config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     return config
 
 

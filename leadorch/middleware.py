@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -57,7 +62,27 @@ class HealthCheckMiddleware:
 
 
 class TenantMiddleware(TenantMainMiddleware):
-    """django-tenants routing by host, answering 503 when the database is down."""
+    """django-tenants routing by host, answering 503 when the database is down.
+
+    Host-to-brand answers are kept for a few seconds in the process, which saves a
+    query (and a search_path switch) on every request. A brand's hosts rarely
+    change; a change is seen by every process within DOMAIN_CACHE_SECONDS.
+    """
+
+    _cache: dict[str, tuple[float, Any]] = {}
+    _lock = threading.Lock()
+
+    def get_tenant(self, domain_model: Any, hostname: str) -> Any:
+        now = time.monotonic()
+        cached = self._cache.get(hostname)
+        if cached is not None and cached[0] > now:
+            return copy.copy(cached[1])
+        tenant = super().get_tenant(domain_model, hostname)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[hostname] = (now + settings.DOMAIN_CACHE_SECONDS, tenant)
+        return copy.copy(tenant)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         try:

@@ -90,6 +90,12 @@ PUBLIC_SCHEMA_URLCONF = "leadorch.urls_public"
 ROOT_URLCONF = "leadorch.urls_tenants"
 DEFAULT_NOT_FOUND_TENANT_VIEW = "leadorch.views.unknown_host"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Set the search_path once per connection checkout instead of before every query.
+# Safe with the connection pool: django-tenants forgets the cached path on close,
+# rollback and every tenant switch, so a reused connection gets it set again.
+TENANT_LIMIT_SET_CALLS = True
+# Seconds a process remembers which brand a host belongs to (0: ask the database every time).
+DOMAIN_CACHE_SECONDS = env.float("DOMAIN_CACHE_SECONDS", default=10.0)
 # Slugs a brand may not take: they name the platform's own hosts.
 RESERVED_TENANT_SLUGS = {"public", "platform", "www", "admin", "api", "static"}
 

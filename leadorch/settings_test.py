@@ -29,3 +29,5 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Brands come and go between tests; routing must see that at once.
+DOMAIN_CACHE_SECONDS = 0

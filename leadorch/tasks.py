@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -18,15 +19,32 @@ HEARTBEAT_RETENTION = timedelta(days=1)
 
 
 def enqueue_on_commit(func_path: str, **kwargs: Any) -> None:
-    """Queue ``func_path(schema_name=<current schema>, **kwargs)`` once the transaction commits.
+    """Queue ``func_path(schema_name=<current schema>, **kwargs)`` to run once the transaction commits.
 
     The schema is captured now: a worker starts in the public schema and knows the
     tenant only from its arguments. Pass ids, never model instances.
     """
     schema_name = connection.schema_name
+    if (
+        connection.in_atomic_block
+        and not settings.REDIS_URL
+        and not settings.Q_CLUSTER.get("sync")
+    ):
+        # The database broker's queue row joins this transaction: it commits with
+        # the work it is about (one commit instead of two) or not at all.
+        async_task(func_path, schema_name=schema_name, **kwargs)
+        return
     transaction.on_commit(
-        lambda: async_task(func_path, schema_name=schema_name, **kwargs)
+        lambda: enqueue_now(func_path, schema_name=schema_name, **kwargs)
     )
+
+
+def enqueue_now(func_path: str, **kwargs: Any) -> None:
+    """Queue a task at once, in a transaction of its own: django-q2's database broker
+    closes the connection before enqueueing when it finds autocommit on, which would
+    cost a reconnect on every request that queues something."""
+    with transaction.atomic():
+        async_task(func_path, **kwargs)
 
 
 def process_heartbeat_record(*, kind: str) -> None:

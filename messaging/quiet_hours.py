@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -38,6 +39,7 @@ US_STATES = {
 STATE_CODES = set(US_STATES.values())
 
 
+@lru_cache(maxsize=65536)
 def state_of_phone(phone: str) -> str:
     """The US state a number's area code belongs to ("" when unknown or not US)."""
     if not phone:
@@ -55,13 +57,14 @@ def state_of_phone(phone: str) -> str:
     return suffix if suffix in STATE_CODES else ""
 
 
-def zones_of_phone(phone: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def zones_of_phone(phone: str) -> tuple[str, ...]:
     if not phone:
-        return []
+        return ()
     try:
         number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
-        return []
+        return ()
     return [
         zone
         for zone in phone_timezones.time_zones_for_number(number)
@@ -144,6 +147,7 @@ def _ceil_minute(instant: datetime) -> datetime:
     return instant.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
+@lru_cache(maxsize=65536)
 def recipient_window(
     *,
     location_zone: str,

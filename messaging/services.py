@@ -55,6 +55,14 @@ STATUS_FOR_OUTCOME = {
     backends.UNKNOWN: MessageStatus.UNKNOWN,
     backends.RECORDED: MessageStatus.RECORDED,
 }
+RESULT_FIELDS = (
+    "status",
+    "backend",
+    "provider_message_id",
+    "error_code",
+    "error",
+    "sent_at",
+)
 # Messages that count against the daily cap: every attempt that may have reached the recipient.
 COUNTED_STATUSES = (
     MessageStatus.SENDING,
@@ -172,10 +180,33 @@ def messages_send(
     now = now or timezone.now()
     context = context or batch_context()
     decided = _decide_and_record(requests, now=now, context=context)
-    for message, request in zip(decided, requests, strict=True):
-        if message.status == MessageStatus.SENDING:
-            _deliver(message, request, context=context)
+    recorded_later = []
+    for message in decided:
+        if message.status != MessageStatus.SENDING:
+            continue
+        backend = context.backends[message.channel]
+        # A real provider's answer is stored at once: a crash later in the batch must
+        # not leave a sent message looking unsent. The outbox's answer is certain,
+        # so its rows are written together.
+        write_now = not isinstance(backend, backends.OutboxBackend)
+        _deliver(message, context=context, write=write_now)
+        if not write_now:
+            recorded_later.append(message)
+    _write_results(recorded_later)
     return decided
+
+
+def _write_results(messages: list[OutboundMessage]) -> None:
+    """Store outcomes in one UPDATE per distinct outcome (the outbox gives them all the same one)."""
+    groups: dict[tuple, list[int]] = {}
+    for message in messages:
+        key = tuple(getattr(message, field) for field in RESULT_FIELDS)
+        groups.setdefault(key, []).append(message.pk)
+    now = timezone.now()
+    for key, ids in groups.items():
+        OutboundMessage.objects.filter(pk__in=ids).update(
+            **dict(zip(RESULT_FIELDS, key, strict=True)), updated_at=now
+        )
 
 
 def _decide_and_record(
@@ -284,7 +315,7 @@ def _block_detail(reason: str, facts: GateFacts) -> str:
 
 
 def _deliver(
-    message: OutboundMessage, request: SendRequest, *, context: BatchContext
+    message: OutboundMessage, *, context: BatchContext, write: bool = True
 ) -> None:
     backend = context.backends[message.channel]
     assert backend is not None  # the gate blocks a channel without a backend
@@ -308,15 +339,12 @@ def _deliver(
     message.error_code = result.error_code[:32]
     message.error = result.error[:5000]
     message.sent_at = timezone.now() if result.outcome == backends.SENT else None
-    OutboundMessage.objects.filter(pk=message.pk).update(
-        status=message.status,
-        backend=message.backend,
-        provider_message_id=message.provider_message_id,
-        error_code=message.error_code,
-        error=message.error,
-        sent_at=message.sent_at,
-        updated_at=timezone.now(),
-    )
+    message.updated_at = timezone.now()
+    if write:
+        OutboundMessage.objects.filter(pk=message.pk).update(
+            **{field: getattr(message, field) for field in RESULT_FIELDS},
+            updated_at=message.updated_at,
+        )
     if result.recipient_opted_out:
         optout_record(
             channel=message.channel,

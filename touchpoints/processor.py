@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -142,7 +142,7 @@ def touchpoints_send_claimed(
     )
     context = messaging.batch_context()
     brand = context.brand_name
-    to_send: list[tuple[TouchPoint, messaging.SendRequest]] = []
+    ready: list[TouchPoint] = []
     for touchpoint in rows:
         lead = touchpoint.lead
         enrollment = getattr(lead, "cadence_enrollment", None)
@@ -166,9 +166,14 @@ def touchpoints_send_claimed(
             _defer(touchpoint, window.next_allowed(now), "Quiet hours", now)
             stats.deferred += 1
             continue
-        chat_link = messaging.public_url(
-            host=context.tenant_host, path=chat_services.chat_link_create(lead=lead)
-        )
+        ready.append(touchpoint)
+    links = chat_services.chat_links_create(
+        leads=list({t.lead_id: t.lead for t in ready}.values())
+    )
+    to_send: list[tuple[TouchPoint, messaging.SendRequest]] = []
+    for touchpoint in ready:
+        lead = touchpoint.lead
+        chat_link = messaging.public_url(host=context.tenant_host, path=links[lead.pk])
         rendered = services.step_render(
             step=touchpoint.step,
             context=services.template_context(
@@ -215,10 +220,37 @@ def touchpoints_send_claimed(
         touchpoint.claimed_until = None
         finished.append(touchpoint)
         stats.count(status)
-    TouchPoint.objects.bulk_update(
-        finished,
-        ["status", "outbound_message", "reason", "finished_at", "claimed_until"],
-    )
+    _finish(finished, now)
+
+
+def _finish(touchpoints: list[TouchPoint], now: datetime) -> None:
+    """Store each row's outcome and message in one statement (bulk_update's CASE per row is slow at scale)."""
+    if not touchpoints:
+        return
+    table = TouchPoint._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS t
+            SET status = v.status, reason = v.reason, outbound_message_id = v.message_id,
+                finished_at = %s, claimed_until = NULL
+            FROM (
+                SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS status,
+                       unnest(%s::text[]) AS reason, unnest(%s::bigint[]) AS message_id
+            ) AS v
+            WHERE t.id = v.id
+            """,  # noqa: S608 - the table name is our model's, the values are parameters
+            [
+                now,
+                [t.pk for t in touchpoints],
+                [t.status for t in touchpoints],
+                [t.reason for t in touchpoints],
+                [
+                    t.outbound_message.pk if t.outbound_message else None
+                    for t in touchpoints
+                ],
+            ],
+        )
 
 
 def _close(touchpoint: TouchPoint, status: str, reason: str, now: datetime) -> None:

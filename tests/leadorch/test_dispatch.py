@@ -96,3 +96,27 @@ STOP_HOOK: list = []
 def stop_hook() -> None:
     for hook in STOP_HOOK:
         hook()
+
+
+def test_a_task_queued_in_a_transaction_commits_or_rolls_back_with_it(
+    public_schema, settings, monkeypatch
+):
+    """With the database broker, the queue row is part of the caller's transaction."""
+    from django.db import transaction
+    from django_q.models import OrmQ
+
+    from leadorch.tasks import enqueue_on_commit
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    # Tests run tasks in-process; this one must be queued instead.
+    monkeypatch.setattr("django_q.conf.Conf.SYNC", False)
+    before = OrmQ.objects.count()
+
+    with transaction.atomic():
+        enqueue_on_commit("leadorch.tasks.worker_heartbeat")
+        assert (
+            OrmQ.objects.count() == before + 1
+        )  # queued inside the transaction, no second commit
+        transaction.set_rollback(True)
+
+    assert OrmQ.objects.count() == before
