@@ -80,6 +80,7 @@ TENANT_APPS = [
     "messaging",
     "touchpoints",
     "chat",
+    "appointments",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -241,6 +242,16 @@ TOUCHPOINT_BATCH_SIZE = env.int("TOUCHPOINT_BATCH_SIZE", default=200)
 # Days a chat link in a message stays valid.
 CHAT_LINK_TTL_DAYS = env.int("CHAT_LINK_TTL_DAYS", default=30)
 
+# --- Appointments -------------------------------------------------------------------------
+# The earliest a customer may book, in minutes from now.
+BOOKING_MIN_NOTICE_MINUTES = env.int("BOOKING_MIN_NOTICE_MINUTES", default=120)
+# Slots start every this many minutes from opening.
+BOOKING_SLOT_STEP_MINUTES = env.int("BOOKING_SLOT_STEP_MINUTES", default=30)
+# Minutes a bay stays free after each appointment (cleaning, paperwork).
+BOOKING_BUFFER_MINUTES = env.int("BOOKING_BUFFER_MINUTES", default=0)
+# Attempts to sync an appointment to the CRM before giving up (backoff doubles from a minute).
+CRM_SYNC_MAX_ATTEMPTS = env.int("CRM_SYNC_MAX_ATTEMPTS", default=8)
+
 # --- Auth --------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -347,4 +358,6 @@ DISPATCHER_JOBS = [
         TOUCHPOINT_INTERVAL_SECONDS,
         "touchpoints.tasks.touchpoints_dispatch",
     ),
+    # Reminders and rebooking messages due, and appointments waiting to reach the CRM.
+    ("appointments", 30, "appointments.tasks.appointments_dispatch"),
 ]

@@ -419,6 +419,25 @@ class ShopMonkeyClient:
             f"The order list did not end after {max_pages} pages."
         )
 
+    # -- appointments --
+
+    def create_appointment(self, body: dict[str, Any]) -> str:
+        """POST /v3/appointment; returns the new appointment's id."""
+        data = self._data(self._request("POST", "/v3/appointment", json=body))
+        if not isinstance(data, dict):
+            raise ShopMonkeyResponseError("The created appointment is not an object.")
+        return _require_id(data, "appointment")
+
+    def update_appointment(self, appointment_id: str, body: dict[str, Any]) -> None:
+        self._data(self._request("PUT", f"/v3/appointment/{appointment_id}", json=body))
+
+    def delete_appointment(self, appointment_id: str) -> None:
+        """DELETE with an empty JSON object: ShopMonkey refuses a JSON content type with no body."""
+        try:
+            self._request("DELETE", f"/v3/appointment/{appointment_id}", json={})
+        except ShopMonkeyNotFoundError:
+            return  # gone already: what we wanted
+
     # -- transport --
 
     def _data(self, body: dict[str, Any]) -> Any:
@@ -536,3 +555,41 @@ class ShopMonkeyClient:
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
+
+
+# --- appointments (written by the booking sync) -------------------------------------------
+
+
+def appointment_body(
+    *,
+    customer_id: str,
+    vehicle_id: str,
+    order_id: str,
+    location_id: str,
+    name: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    note: str,
+) -> dict[str, Any]:
+    """A POST/PUT /v3/appointment body. ShopMonkey's own confirmations and reminders stay off:
+    we send ours. Empty ids are left out rather than sent as empty strings."""
+    body: dict[str, Any] = {
+        "name": name[:200],
+        "startDate": format_datetime(starts_at),
+        "endDate": format_datetime(ends_at),
+        "color": "blue",
+        "note": note[:1000],
+        "sendConfirmation": False,
+        "sendReminder": False,
+        "useSMS": False,
+        "useEmail": False,
+    }
+    for key, value in (
+        ("customerId", customer_id),
+        ("vehicleId", vehicle_id),
+        ("orderId", order_id),
+        ("locationId", location_id),
+    ):
+        if value:
+            body[key] = value
+    return body
