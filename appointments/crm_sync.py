@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appointments.models import Appointment, AppointmentStatus, CrmSyncStatus
+from leadorch.tasks import enqueue_on_commit
 from leads.intake import connection_client
 from leads.shopmonkey import ShopMonkeyError, appointment_body
 
@@ -134,4 +135,16 @@ def appointments_due_for_sync(*, limit: int = 100) -> list[int]:
             ],
             crm_next_attempt_at__lte=timezone.now(),
         ).values_list("pk", flat=True)[:limit]
+    )
+
+
+def appointment_crm_sync_retry(*, appointment: Appointment) -> None:
+    """Staff's "retry": start the sync afresh (attempts reset) and queue it after commit."""
+    Appointment.objects.filter(pk=appointment.pk).update(
+        crm_sync_status=CrmSyncStatus.PENDING,
+        crm_sync_attempts=0,
+        crm_next_attempt_at=timezone.now(),
+    )
+    enqueue_on_commit(
+        "appointments.tasks.appointment_crm_sync", appointment_id=appointment.pk
     )
