@@ -116,11 +116,21 @@ def slots_compute(
             closing = _closing(datetime.combine(day, closes), tz)
             wall = datetime.combine(day, opens)
             end_of_day = datetime.combine(day, closes)
+            # Most days keep one UTC offset throughout: plain arithmetic then.
+            # A DST day goes wall time by wall time.
+            offset = datetime.combine(day, time.min, tzinfo=tz).utcoffset()
+            steady = (
+                offset == datetime.combine(day, time(23, 59), tzinfo=tz).utcoffset()
+            )
             while wall < end_of_day:
-                if _exists(wall, tz):
-                    start = wall.replace(tzinfo=tz).astimezone(
-                        UTC
-                    )  # fold=0: the first of a repeated time
+                if steady:
+                    start = (wall - offset).replace(tzinfo=UTC)
+                elif _exists(wall, tz):
+                    # fold=0: the first of a repeated wall time
+                    start = wall.replace(tzinfo=tz).astimezone(UTC)
+                else:
+                    start = None
+                if start is not None:
                     end = start + duration
                     if end + buffer <= closing and start >= earliest:
                         free = calendar.free(start, end + buffer)
