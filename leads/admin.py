@@ -73,7 +73,7 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
     )
     list_filter = (
         "status",
-        "location",
+        ("location", admin.RelatedOnlyFieldListFilter),
         "source",
         ("created_at", admin.DateFieldListFilter),
     )

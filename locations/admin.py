@@ -108,7 +108,7 @@ class LocationAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
 @admin.register(Closure)
 class ClosureAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
     list_display = ("location", "starts_on", "ends_on", "reason")
-    list_filter = ("location",)
+    list_filter = (("location", admin.RelatedOnlyFieldListFilter),)
     list_select_related = ("location",)
     date_hierarchy = "starts_on"
     search_fields = ("reason", "location__name")
@@ -143,7 +143,11 @@ class ServiceOverrideAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
         "duration_minutes",
         "is_available",
     )
-    list_filter = ("location", "is_available", "item__category")
+    list_filter = (
+        ("location", admin.RelatedOnlyFieldListFilter),
+        "is_available",
+        "item__category",
+    )
     list_select_related = ("item", "location")
     search_fields = ("item__name", "location__name")
 

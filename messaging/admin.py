@@ -44,7 +44,13 @@ class OutboundMessageAdmin(
         "delivery_status",
         "lead",
     )
-    list_filter = ("status", "channel", "kind", "block_reason", "location")
+    list_filter = (
+        "status",
+        "channel",
+        "kind",
+        "block_reason",
+        ("location", admin.RelatedOnlyFieldListFilter),
+    )
     list_select_related = ("lead",)
     search_fields = (
         "to",

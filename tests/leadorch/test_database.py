@@ -76,3 +76,40 @@ def test_manage_py_prints_a_message_not_a_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: Could not start the embedded PostgreSQL")
     assert "Traceback" not in result.stderr
+
+
+def _backend_pid_in_child(results) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        results.put(cursor.fetchone()[0])
+    connection.close()
+
+
+def test_a_forked_worker_opens_its_own_connections(transactional_db):
+    """django-q2 forks its workers. A child must not reuse the parent's pooled
+    connections (one socket, two processes) nor its pool (whose threads did not
+    survive the fork): it opens its own."""
+    import multiprocessing
+
+    from django.db import connection
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.close()  # back to the pool, idle: what a child would pick up
+    pool = DatabaseWrapper._connection_pools[connection.alias]
+    parent_backends = {
+        pooled.info.backend_pid for pooled in pool._pool
+    }  # the pool's idle connections
+    assert parent_backends
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_backend_pid_in_child, args=(results,))
+
+    child.start()
+    child.join(timeout=30)
+
+    assert child.exitcode == 0
+    assert results.get(timeout=5) not in parent_backends

@@ -274,3 +274,26 @@ def test_overrides_inline_on_catalog_item_is_scoped(scene, tenant_client):
     formset = response.context["inline_admin_formsets"][0].formset
     assert {form.instance.pk for form in formset.forms if form.instance.pk} == {own.pk}
     assert ServiceOverride.objects.filter(item=own.item).count() == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "leads/lead",
+        "locations/closure",
+        "locations/serviceoverride",
+        "messaging/outboundmessage",
+    ],
+)
+def test_list_filters_do_not_name_other_locations(scene, staff_client, url):
+    LeadFactory(location=scene.mine)
+    ClosureFactory(location=scene.mine)
+    ServiceOverrideFactory(location=scene.mine)
+    scene.staff.user_permissions.add(
+        *Permission.objects.filter(codename="view_outboundmessage")
+    )
+
+    response = staff_client.get(f"/admin/{url}/")
+
+    assert response.status_code == 200
+    assert "Theirs" not in response.content.decode()
