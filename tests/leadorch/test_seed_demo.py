@@ -15,6 +15,7 @@ from locations.models import (
     ServiceCatalogItem,
     StaffMembership,
 )
+from messaging.models import WhitelistEntry
 from tenants.models import Domain, Tenant
 
 
@@ -101,6 +102,8 @@ def test_seeds_the_demo_brand_once(demo):
         assert connection.is_demo_mode
         assert connection.webhook_secret.startswith("whsec_")
         assert connection.api_key == ""  # no polling of a real shop from the demo
+        assert WhitelistEntry.objects.filter(email="jordan.rivera@example.com").exists()
+    assert Tenant.objects.get(slug="tintworld").outbound_mode == "whitelist"
     with schema_context("public"):
         assert User.objects.get(username="platform").is_superuser
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from leadorch.database import embedded_release_dead_handles
 from leadorch.demo import demo_seed
 
 STOP_GRACE_SECONDS = 10
@@ -95,6 +96,10 @@ class Command(BaseCommand):
                 time.sleep(0.5)
         finally:
             self._stop_all(processes)
+            if not os.environ.get("DATABASE_URL"):
+                # A child killed outright never detached from the embedded database;
+                # forget it, so that this process, the last one, stops the server on exit.
+                embedded_release_dead_handles(settings.VAR_DIR / "postgres")
         self.stdout.write("Stopped.")
 
     def _wait_until_healthy(
