@@ -149,6 +149,16 @@ def ensure_tenant(*, slug: str, name: str) -> Any:
         return tenant
 
 
+def daytime_zone(now: datetime) -> str:
+    """A fixed-offset zone where it is about noon at ``now``, so quiet hours never interfere.
+
+    Etc/GMT zones have the sign inverted: Etc/GMT-3 is UTC+3.
+    """
+    offset = (12 - now.hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
+
+
 def tenant_host(slug: str) -> str:
     from tenants.services import tenant_primary_host
 

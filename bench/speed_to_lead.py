@@ -36,12 +36,6 @@ SLUG = "benchspeed"
 SECRET = "whsec_YmVuY2gtc3BlZWQtdG8tbGVhZC1zZWNyZXQtMzItYnl0ZXM="  # noqa: S105 - a bench-only secret
 
 
-def daytime_zone(now: datetime) -> str:
-    offset = (12 - now.hour) % 24
-    offset = offset - 24 if offset > 12 else offset
-    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
-
-
 def setup(api_url: str) -> tuple[object, str]:
     from django_tenants.utils import (
         get_public_schema_name,
@@ -76,7 +70,7 @@ def setup(api_url: str) -> tuple[object, str]:
         Location.objects.create(
             name="Bench store",
             crm_location_id=shopmonkey.FIXTURE_LOCATION_ID,
-            time_zone=daytime_zone(datetime.now(UTC)),
+            time_zone=bench.daytime_zone(datetime.now(UTC)),
             bays=3,
         )
         connection = CRMConnection.objects.create(

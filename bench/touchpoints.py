@@ -30,14 +30,6 @@ BATCH = 500
 SLUG = "benchcadence"
 
 
-def daytime_zone(now: datetime) -> str:
-    """A fixed-offset zone where it is about noon now, so quiet hours never interfere."""
-    offset = (12 - now.hour) % 24
-    offset = offset - 24 if offset > 12 else offset
-    # Etc/GMT zones have the sign inverted: Etc/GMT-3 is UTC+3.
-    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
-
-
 def setup(rows: int) -> tuple[object, list[int]]:
     from django.db import connection
     from django_tenants.utils import (
@@ -74,7 +66,7 @@ def setup(rows: int) -> tuple[object, list[int]]:
             singleton=True, defaults={"daily_cap": 10}
         )
         location = Location.objects.create(
-            name="Bench store", time_zone=daytime_zone(now), bays=3
+            name="Bench store", time_zone=bench.daytime_zone(now), bays=3
         )
         cadence = Cadence.objects.create(name="Bench", is_default=True)
         step = CadenceStep.objects.create(

@@ -10,16 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appointments.availability import Busy, slots_compute
+from locations.time_zones import US_ZONES
 
-ZONES = [
-    "America/New_York",
-    "America/Chicago",
-    "America/Denver",
-    "America/Phoenix",
-    "America/Los_Angeles",
-    "America/Anchorage",
-    "Pacific/Honolulu",
-]
+ZONES = list(US_ZONES)
 
 # Spring-forward and fall-back Sundays (US rules) for 2025-2030.
 DST_DAYS = [

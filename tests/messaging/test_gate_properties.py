@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from leads.models import LeadStatus
+from locations.time_zones import US_ZONES
 from messaging import services
 from messaging.gate import IMMEDIATE_KINDS, PROACTIVE_KINDS, GateFacts, gate_decide
 from messaging.models import (
@@ -33,15 +34,7 @@ from tests.factories import LeadFactory, LocationFactory
 from tests.messaging_fakes import SendGridTransport, TwilioTransport, install
 from tests.touchpoints.conftest import set_outbound_mode
 
-ZONES = [
-    "America/New_York",
-    "America/Chicago",
-    "America/Denver",
-    "America/Phoenix",
-    "America/Los_Angeles",
-    "America/Anchorage",
-    "Pacific/Honolulu",
-]
+ZONES = list(US_ZONES)
 STATES = ["CA", "NY", "TX", "FL", "OK", "AZ", "HI", ""]
 # Area codes of several states: CA, FL, OK, NY, HI, AZ, TX, and the 555 test range.
 PHONES = [
