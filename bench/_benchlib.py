@@ -50,6 +50,9 @@ LOOPBACK = "127.0.0.1"
 # --- Environment and Django -----------------------------------------------------------
 
 
+_start_commit: str | None = None  # the code a run measures: HEAD when it started
+
+
 def configure_environment() -> dict[str, str]:
     """Point this process (and every subprocess it starts) at the bench database.
 
@@ -58,6 +61,9 @@ def configure_environment() -> dict[str, str]:
     empty. REDIS_URL is emptied too, so the job queue is the bench database and
     a development worker never sees bench jobs. Returns the environment.
     """
+    global _start_commit
+    if _start_commit is None:
+        _start_commit = git_commit()
     os.environ["LEADORCH_VAR_DIR"] = str(VAR_DIR)
     os.environ["DATABASE_URL"] = ""
     os.environ["REDIS_URL"] = ""
@@ -809,13 +815,20 @@ def format_table(rows: Sequence[Row]) -> str:
 def write_results(name: str, rows: Sequence[Row]) -> Path:
     """Print the table and write bench/results/<name>.json."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    document = {
+    commit_now = git_commit()
+    document: dict[str, Any] = {
         "benchmark": name,
         "machine": machine_info(),
-        "commit": git_commit(),
+        # The code measured is what was checked out when the run started.
+        "commit": _start_commit or commit_now,
         "date": utc_now_iso(),
         "rows": [{**asdict(row), "value": _rounded(row.value)} for row in rows],
     }
+    if _start_commit and commit_now != _start_commit:
+        document["commit_at_end"] = commit_now
+        print(
+            f"note: the checkout changed during the run ({_start_commit} -> {commit_now})"
+        )
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(format_table(rows))
