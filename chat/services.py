@@ -7,7 +7,6 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from chat.models import ChatLink, ChatSession
@@ -18,25 +17,6 @@ TOKEN_BYTES = 24  # 192 bits
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def chat_session_get_or_create(*, lead: Lead) -> ChatSession:
-    session, _ = ChatSession.objects.get_or_create(lead=lead)
-    return session
-
-
-@transaction.atomic
-def chat_link_create(*, lead: Lead, ttl: timedelta | None = None) -> str:
-    """A new link to the lead's chat; returns the path ``/c/<token>``. Only the hash is stored."""
-    session = chat_session_get_or_create(lead=lead)
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    ChatLink.objects.create(
-        session=session,
-        token_hash=token_hash(token),
-        expires_at=timezone.now()
-        + (ttl or timedelta(days=settings.CHAT_LINK_TTL_DAYS)),
-    )
-    return f"/c/{token}"
 
 
 def chat_link_resolve(*, token: str) -> ChatSession | None:

@@ -36,6 +36,7 @@ from leads.shopmonkey import (
     Order,
     ShopMonkeyClient,
     ShopMonkeyError,
+    ShopMonkeyNotFoundError,
     Vehicle,
     format_datetime,
 )
@@ -227,8 +228,6 @@ def _fetch_relations(
 
 def _vehicle_or_none(client: ShopMonkeyClient, vehicle_id: str) -> Vehicle | None:
     """The vehicle is a nicety: a lead is not lost because its vehicle record is gone."""
-    from leads.shopmonkey import ShopMonkeyNotFoundError
-
     try:
         return client.get_vehicle(vehicle_id)
     except ShopMonkeyNotFoundError:

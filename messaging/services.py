@@ -439,16 +439,6 @@ def optout_revoke(*, channel: str, address: str) -> bool:
     )
 
 
-def optout_is_active(*, channel: str, address: str) -> bool:
-    return OptOut.objects.filter(
-        channel=channel, address=address, revoked_at__isnull=True
-    ).exists()
-
-
-def block_reason_label(reason: str) -> str:
-    return BlockReason(reason).label if reason else ""
-
-
 def outbound_mode_set(
     *, mode: str, actor: Any = None, note: str = ""
 ) -> OutboundModeChange:

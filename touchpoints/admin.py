@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from locations.admin_scoping import (
@@ -45,9 +47,12 @@ class CadenceAdmin(BrandOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "is_default", "is_active", "step_count")
     inlines = [CadenceStepInline]
 
-    @admin.display(description="steps")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Cadence]:
+        return super().get_queryset(request).annotate(steps_total=Count("steps"))
+
+    @admin.display(description="steps", ordering="steps_total")
     def step_count(self, cadence: Cadence) -> int:
-        return cadence.steps.count()
+        return cadence.steps_total
 
 
 @admin.register(CadenceStep)

@@ -212,3 +212,24 @@ def test_pause_and_resume(lead):
 def test_no_message_is_recorded_when_nothing_was_due(lead):
     services.cadence_start(lead=lead, now=DAYTIME)
     assert not OutboundMessage.objects.exists()
+
+
+def test_cadence_list_runs_the_same_queries_for_any_number_of_cadences(
+    tenant, tenant_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tenant_client.force_login(User.objects.create_superuser("boss", password="x"))
+    services.cadence_default_ensure()
+    Cadence.objects.create(name="Short")
+    with CaptureQueriesContext(connection) as few:
+        tenant_client.get("/admin/touchpoints/cadence/")
+    for n in range(5):
+        Cadence.objects.create(name=f"Extra {n}")
+
+    with CaptureQueriesContext(connection) as many:
+        response = tenant_client.get("/admin/touchpoints/cadence/")
+
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert ">13<" in response.content.decode()
