@@ -1,16 +1,35 @@
-"""Chat sessions and their links."""
+"""Chat sessions, their links, their messages and the hand-over to staff."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.models import ChatLink, ChatSession
-from leads.models import Lead
+from chat import realtime
+from chat.models import (
+    ChatLink,
+    ChatMessage,
+    ChatSession,
+    MessageChannel,
+    MessageRole,
+    SessionMode,
+)
+from leadorch.errors import ApplicationError
+from leadorch.tasks import enqueue_on_commit
+from leads import services as lead_services
+from leads.models import Lead, LeadStatus
+from locations import selectors as location_selectors
+from messaging import services as messaging
+from messaging.models import Channel, InboundMessage, MessageKind
+from touchpoints import services as touchpoint_services
+from touchpoints.models import StopReason
 
 TOKEN_BYTES = 24  # 192 bits
 
@@ -73,3 +92,360 @@ def chat_links_create(
         for lead_id, token in tokens.items()
     )
     return {lead_id: f"/c/{token}" for lead_id, token in tokens.items()}
+
+
+def session_for_lead(*, lead: Lead) -> ChatSession:
+    session, _ = ChatSession.objects.get_or_create(lead=lead)
+    return session
+
+
+def chat_link_for_lead(*, lead: Lead, host: str) -> str:
+    """A new, full chat URL for ``lead`` on the brand's ``host``."""
+    path = chat_links_create(leads=[lead])[lead.pk]
+    return messaging.public_url(host=host, path=path)
+
+
+# --- what the page and the API show -----------------------------------------------------
+
+
+def message_payload(message: ChatMessage) -> dict[str, Any]:
+    """A message as the page and the API see it: text only, never HTML."""
+    payload: dict[str, Any] = {
+        "id": message.pk,
+        "role": message.role,
+        "text": message.body,
+        "created_at": message.created_at.isoformat(),
+        "client_id": message.client_id or None,
+        "channel": message.channel,
+    }
+    if message.role == MessageRole.STAFF:
+        author = message.author
+        payload["author"] = (author.first_name or "The team") if author else "The team"
+    for key in ("slots", "appointment"):
+        if key in message.data:
+            payload[key] = message.data[key]
+    return payload
+
+
+def messages_after(
+    *, session: ChatSession, after_id: int | None = None, limit: int = 200
+) -> list[ChatMessage]:
+    """The session's messages after ``after_id`` (all when None), oldest first."""
+    messages = ChatMessage.objects.filter(session=session).select_related("author")
+    if after_id:
+        return list(messages.filter(pk__gt=after_id).order_by("pk")[:limit])
+    # The newest ``limit``, shown oldest first.
+    return list(reversed(messages.order_by("-pk")[:limit]))
+
+
+# --- customer messages ----------------------------------------------------------------
+
+
+class RateLimitedError(ApplicationError):
+    def __init__(self, seconds: int) -> None:
+        super().__init__(
+            f"You're sending messages faster than we can answer. Please wait {seconds} "
+            "seconds and try again.",
+            code="rate_limited",
+            extra={"retry_after": seconds},
+        )
+
+
+@dataclass(frozen=True)
+class Posted:
+    message: ChatMessage
+    # False when a message with the same client id was stored before (a resend).
+    created: bool
+
+
+def customer_message_post(
+    *,
+    session: ChatSession,
+    text: str,
+    client_id: str = "",
+    channel: str = MessageChannel.WEB,
+    now: Any = None,
+) -> Posted:
+    """Store a customer's message once.
+
+    A resend with the same ``client_id`` returns the stored message. Refuses empty
+    and over-long text, a revoked session and more than CHAT_RATE_MESSAGES
+    messages per CHAT_RATE_WINDOW_SECONDS. The first message moves the lead to
+    engaged and stops its follow-up.
+    """
+    now = now or timezone.now()
+    text = (text or "").strip()
+    client_id = (client_id or "")[:64]
+    if client_id:
+        existing = ChatMessage.objects.filter(
+            session=session, client_id=client_id
+        ).first()
+        if existing is not None:
+            return Posted(message=existing, created=False)
+    if not text:
+        raise ApplicationError("Type a message first.", code="empty")
+    if len(text) > settings.CHAT_MESSAGE_MAX_CHARS:
+        raise ApplicationError(
+            f"That message is too long; keep it under {settings.CHAT_MESSAGE_MAX_CHARS} "
+            "characters.",
+            code="too_long",
+        )
+    if session.revoked_at is not None:
+        raise ApplicationError("This conversation is closed.", code="revoked")
+    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
+    recent = ChatMessage.objects.filter(
+        session=session, role=MessageRole.CUSTOMER, created_at__gt=now - window
+    ).count()
+    if recent >= settings.CHAT_RATE_MESSAGES:
+        raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
+    try:
+        with transaction.atomic():
+            message = ChatMessage.objects.create(
+                session=session,
+                role=MessageRole.CUSTOMER,
+                channel=channel,
+                body=text,
+                client_id=client_id,
+                created_at=now,
+            )
+            ChatSession.objects.filter(pk=session.pk).update(
+                channel=channel, last_message_at=now
+            )
+    except IntegrityError:
+        # The same client id from a concurrent resend won the race.
+        existing = ChatMessage.objects.get(session=session, client_id=client_id)
+        return Posted(message=existing, created=False)
+    session.channel = channel
+    _first_message_effects(session=session, message=message)
+    realtime.publish_on_commit(
+        session_public_id=session.public_id,
+        event={"type": "message", "message": message_payload(message)},
+    )
+    return Posted(message=message, created=True)
+
+
+def _first_message_effects(*, session: ChatSession, message: ChatMessage) -> None:
+    """The customer answered: the lead is engaged and the follow-up stops."""
+    earlier = ChatMessage.objects.filter(
+        session=session, role=MessageRole.CUSTOMER, pk__lt=message.pk
+    )
+    if earlier.exists():
+        return
+    lead = session.lead
+    lead_services.lead_advance(
+        lead=lead,
+        to_status=LeadStatus.ENGAGED,
+        reason="Wrote in the chat" if message.channel == "web" else "Replied by SMS",
+    )
+    touchpoint_services.cadence_stop(lead=lead, reason=StopReason.CHATTED)
+
+
+def assistant_message_store(
+    *, session: ChatSession, body: str, channel: str, **fields: Any
+) -> ChatMessage:
+    """Store the assistant's answer and push it to the open pages."""
+    message = ChatMessage.objects.create(
+        session=session,
+        role=MessageRole.ASSISTANT,
+        channel=channel,
+        body=body,
+        **fields,
+    )
+    ChatSession.objects.filter(pk=session.pk).update(last_message_at=message.created_at)
+    realtime.publish_on_commit(
+        session_public_id=session.public_id,
+        event={"type": "message", "message": message_payload(message)},
+    )
+    return message
+
+
+def system_message_store(
+    *, session: ChatSession, body: str, data: dict[str, Any] | None = None
+) -> ChatMessage:
+    message = ChatMessage.objects.create(
+        session=session,
+        role=MessageRole.SYSTEM,
+        channel=session.channel,
+        body=body,
+        data=data or {},
+    )
+    realtime.publish_on_commit(
+        session_public_id=session.public_id,
+        event={"type": "message", "message": message_payload(message)},
+    )
+    return message
+
+
+# --- hand-over to staff ----------------------------------------------------------------
+
+
+def handoff_request(
+    *, session: ChatSession, reason: str, actor: Any = None
+) -> ChatSession:
+    """Turn the conversation over to a person: the assistant stops answering and the
+    session waits in the staff queue. Asking again while waiting changes nothing."""
+    with transaction.atomic():
+        locked = ChatSession.objects.select_for_update().get(pk=session.pk)
+        if locked.mode == SessionMode.HUMAN:
+            return locked
+        locked.mode = SessionMode.HUMAN
+        locked.waiting_since = timezone.now()
+        locked.handoff_reason = reason[:200]
+        locked.save(
+            update_fields=["mode", "waiting_since", "handoff_reason", "updated_at"]
+        )
+        location = locked.lead.location
+        system_message_store(
+            session=locked,
+            body=f"Someone from {location.name} will reply here as soon as they can.",
+        )
+        lead_services.lead_add_note(
+            lead=locked.lead,
+            message=f"Chat handed to staff: {reason[:150]}",
+            actor=actor,
+        )
+        realtime.publish_on_commit(
+            session_public_id=locked.public_id,
+            event={"type": "mode", "mode": SessionMode.HUMAN},
+        )
+    session.mode = locked.mode
+    session.waiting_since = locked.waiting_since
+    return locked
+
+
+def _check_staff_scope(*, session: ChatSession, user: Any) -> None:
+    visible = location_selectors.location_ids_visible_to(user=user)
+    if visible is not None and session.lead.location_id not in visible:
+        raise ApplicationError(
+            "You can only answer conversations of your own locations.",
+            code="forbidden",
+        )
+
+
+def staff_reply(*, session: ChatSession, user: Any, text: str) -> ChatMessage:
+    """A staff member answers: stored, pushed to the customer's page live, and sent by
+    SMS (through the gate) when the customer is writing by SMS. The session stops
+    waiting; it stays with staff until they hand it back."""
+    _check_staff_scope(session=session, user=user)
+    text = (text or "").strip()
+    if not text:
+        raise ApplicationError("Write a reply first.", code="empty")
+    if len(text) > 1600:
+        raise ApplicationError(
+            "Keep the reply under 1,600 characters.", code="too_long"
+        )
+    with transaction.atomic():
+        locked = ChatSession.objects.select_for_update().get(pk=session.pk)
+        message = ChatMessage.objects.create(
+            session=locked,
+            role=MessageRole.STAFF,
+            channel=locked.channel,
+            body=text,
+            author=user if getattr(user, "pk", None) else None,
+        )
+        updates = {"waiting_since": None, "last_message_at": message.created_at}
+        if locked.mode != SessionMode.HUMAN:
+            # Staff stepping in takes the conversation over from the assistant.
+            updates["mode"] = SessionMode.HUMAN
+            realtime.publish_on_commit(
+                session_public_id=locked.public_id,
+                event={"type": "mode", "mode": SessionMode.HUMAN},
+            )
+        ChatSession.objects.filter(pk=locked.pk).update(**updates)
+        realtime.publish_on_commit(
+            session_public_id=locked.public_id,
+            event={"type": "message", "message": message_payload(message)},
+        )
+    if locked.channel == MessageChannel.SMS:
+        messaging.message_send(
+            channel=Channel.SMS,
+            kind=MessageKind.STAFF,
+            lead=locked.lead,
+            location=locked.lead.location,
+            body=text,
+            actor=user,
+        )
+    return message
+
+
+def waiting_clear(*, session: ChatSession) -> None:
+    """Staff have the conversation: it leaves the queue of customers waiting."""
+    ChatSession.objects.filter(pk=session.pk).update(waiting_since=None)
+
+
+def handback(*, session: ChatSession, user: Any) -> ChatSession:
+    """Staff hand the conversation back to the assistant."""
+    _check_staff_scope(session=session, user=user)
+    with transaction.atomic():
+        locked = ChatSession.objects.select_for_update().get(pk=session.pk)
+        if locked.mode == SessionMode.ASSISTANT:
+            return locked
+        locked.mode = SessionMode.ASSISTANT
+        locked.waiting_since = None
+        locked.save(update_fields=["mode", "waiting_since", "updated_at"])
+        system_message_store(
+            session=locked,
+            body="The assistant is back. Ask about prices, times or your booking.",
+        )
+        lead_services.lead_add_note(
+            lead=locked.lead, message="Chat handed back to the assistant", actor=user
+        )
+        realtime.publish_on_commit(
+            session_public_id=locked.public_id,
+            event={"type": "mode", "mode": SessionMode.ASSISTANT},
+        )
+    return locked
+
+
+# --- SMS conversations ------------------------------------------------------------------
+
+
+def sms_reply_received(*, lead: Lead, inbound: InboundMessage) -> None:
+    """INBOUND_REPLY_HANDLERS: a customer's SMS joins their conversation and, when the
+    assistant has it, gets the assistant's answer by SMS (in a worker)."""
+    enqueue_on_commit(
+        "chat.tasks.sms_conversation_answer", lead_id=lead.pk, inbound_id=inbound.pk
+    )
+
+
+@dataclass(frozen=True)
+class SmsTurn:
+    session_id: int
+    message_id: int
+
+
+def sms_message_record(*, lead_id: int, inbound_id: int) -> SmsTurn | None:
+    """Store an inbound SMS as the customer's chat message (once, however often the
+    job runs). Returns what the assistant should answer, or None when staff have
+    the conversation or the message was recorded before."""
+    inbound = InboundMessage.objects.get(pk=inbound_id)
+    lead = Lead.objects.select_related("location").get(pk=lead_id)
+    session = session_for_lead(lead=lead)
+    try:
+        posted = customer_message_post(
+            session=session,
+            text=inbound.body[: settings.CHAT_MESSAGE_MAX_CHARS],
+            client_id=f"sms:{inbound.provider_message_id}"[:64],
+            channel=MessageChannel.SMS,
+        )
+    except ApplicationError:
+        # Empty, closed or too fast: nothing for the assistant to answer.
+        return None
+    if not posted.created or session.mode != SessionMode.ASSISTANT:
+        return None
+    return SmsTurn(session_id=session.pk, message_id=posted.message.pk)
+
+
+def sms_answer_send(*, message_id: int) -> Any:
+    """Send the assistant's answer to the customer's phone, through the gate."""
+    message = ChatMessage.objects.select_related("session__lead__location").get(
+        pk=message_id
+    )
+    lead = message.session.lead
+    return messaging.message_send(
+        channel=Channel.SMS,
+        kind=MessageKind.ASSISTANT,
+        lead=lead,
+        location=lead.location,
+        body=message.body,
+    )

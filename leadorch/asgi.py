@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django (tenant routing in middleware)."""
+"""ASGI entry point: HTTP through Django (tenant routing in middleware), WebSockets
+through Channels (tenant from the Host header, origin checked against ALLOWED_HOSTS)."""
 
 import os
 
@@ -9,4 +10,14 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from channels.routing import URLRouter  # noqa: E402 - needs the apps loaded
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from leadorch.channels_tenancy import TenantWebsocketMiddleware  # noqa: E402
+
+websocket_app = AllowedHostsOriginValidator(
+    TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns))
+)
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app})

@@ -17,8 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
+from chat import services as chat_services
 from leads import services as lead_services
-from leads.models import CRMConnection, Lead, LeadSource, LeadStatus
+from leads.models import OPEN_STATUSES, CRMConnection, Lead, LeadSource, LeadStatus
 from locations.models import (
     Location,
     LocationHours,
@@ -292,6 +293,8 @@ class DemoSummary:
     hosts: list[str]
     created: list[str] = field(default_factory=list)
     logins: list[tuple[str, str, str]] = field(default_factory=list)
+    # A fresh chat link ("/c/<token>") of an open demo lead, for trying the chat page.
+    chat_path: str = ""
 
 
 def demo_seed() -> DemoSummary:
@@ -311,6 +314,7 @@ def demo_seed() -> DemoSummary:
 
     with tenant_context(tenant), transaction.atomic():
         created += _seed_brand()
+        chat_path = _demo_chat_path()
 
     hosts = list(
         tenant.domains.order_by("-is_primary", "domain").values_list(
@@ -326,7 +330,20 @@ def demo_seed() -> DemoSummary:
             ("brand admin (all locations)", *BRAND_ADMIN),
             ("location staff (Store094 only)", *LOCATION_STAFF),
         ],
+        chat_path=chat_path,
     )
+
+
+def _demo_chat_path() -> str:
+    """A new link to the chat of the demo's first open lead (each run makes a new one)."""
+    lead = (
+        Lead.objects.filter(source=LeadSource.DEMO, status__in=list(OPEN_STATUSES))
+        .order_by("crm_order_id")
+        .first()
+    )
+    if lead is None:
+        return ""
+    return chat_services.chat_links_create(leads=[lead])[lead.pk]
 
 
 def _seed_brand() -> list[str]:

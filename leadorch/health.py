@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from chat.ai import health as ai_health
 from leadorch.models import ProcessHeartbeat, ProcessKind
 
 
@@ -53,6 +54,8 @@ def health_check() -> HealthReport:
         checks["queue"] = _queue_status()
     except DatabaseError as error:
         checks["database"] = {"ok": False, "error": error.__class__.__name__}
+    # The offline assistant always answers, so a failing provider degrades, never fails.
+    checks["assistant"] = {"ok": True, **ai_health.report()}
     healthy = all(check["ok"] for check in checks.values())
     return HealthReport(healthy=healthy, checks=checks)
 

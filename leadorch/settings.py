@@ -230,7 +230,10 @@ LEAD_EMAIL_WHITELIST = env.list("LEAD_EMAIL_WHITELIST", default=[])
 PUBLIC_PORT_SUFFIX = env.str("PUBLIC_PORT_SUFFIX", default="")
 # Called (dotted paths, keyword arguments) when a customer's SMS is a reply (lead, inbound)
 # or when a recipient opts out (channel, address): the cadence stops, the chat answers.
-INBOUND_REPLY_HANDLERS = ["touchpoints.services.cadence_stop_on_reply"]
+INBOUND_REPLY_HANDLERS = [
+    "touchpoints.services.cadence_stop_on_reply",
+    "chat.services.sms_reply_received",
+]
 OPT_OUT_HANDLERS = ["touchpoints.services.cadence_stop_on_opt_out"]
 
 # --- Follow-up cadence -------------------------------------------------------------------
@@ -241,6 +244,45 @@ TOUCHPOINT_INTERVAL_SECONDS = env.int("TOUCHPOINT_INTERVAL_SECONDS", default=10)
 TOUCHPOINT_BATCH_SIZE = env.int("TOUCHPOINT_BATCH_SIZE", default=200)
 # Days a chat link in a message stays valid.
 CHAT_LINK_TTL_DAYS = env.int("CHAT_LINK_TTL_DAYS", default=30)
+
+# --- Chat and the assistant ---------------------------------------------------------------
+# The first provider to ask: anthropic, openai or scripted (the offline assistant). "auto":
+# the first one with an API key. The others with a key follow on error or timeout, the
+# scripted assistant last.
+AI_PROVIDER = env.str("AI_PROVIDER", default="auto")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
+# Another address for the API (a gateway or proxy); blank: Anthropic's own.
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+# Prices in USD per million tokens, for the cost recorded on every answer.
+ANTHROPIC_INPUT_USD_PER_MTOK = env.str("ANTHROPIC_INPUT_USD_PER_MTOK", default="3.00")
+ANTHROPIC_OUTPUT_USD_PER_MTOK = env.str(
+    "ANTHROPIC_OUTPUT_USD_PER_MTOK", default="15.00"
+)
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4.1-mini")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_INPUT_USD_PER_MTOK = env.str("OPENAI_INPUT_USD_PER_MTOK", default="0.40")
+OPENAI_OUTPUT_USD_PER_MTOK = env.str("OPENAI_OUTPUT_USD_PER_MTOK", default="1.60")
+# Seconds one provider may take for an answer before the next one is asked.
+AI_TIMEOUT_SECONDS = env.float("AI_TIMEOUT_SECONDS", default=15.0)
+# max_tokens of every model call.
+AI_MAX_TOKENS = env.int("AI_MAX_TOKENS", default=600)
+# Model calls one answer may take (each round of tool calls is one more).
+AI_MAX_TOOL_ROUNDS = env.int("AI_MAX_TOOL_ROUNDS", default=4)
+# Past these, a conversation is answered by the offline assistant only.
+AI_SESSION_MAX_TOKENS = env.int("AI_SESSION_MAX_TOKENS", default=100_000)
+AI_SESSION_MAX_MESSAGES = env.int("AI_SESSION_MAX_MESSAGES", default=60)
+# A brand's AI spend per day (UTC) before its chats fall back to the offline assistant;
+# a brand's own cap (in the platform admin) overrides it.
+AI_DAILY_SPEND_CAP_USD = env.str("AI_DAILY_SPEND_CAP_USD", default="50.00")
+# Earlier messages of the conversation sent with each model call.
+AI_HISTORY_MESSAGES = env.int("AI_HISTORY_MESSAGES", default=30)
+# Longest customer message, in characters.
+CHAT_MESSAGE_MAX_CHARS = env.int("CHAT_MESSAGE_MAX_CHARS", default=1000)
+# Customer messages one conversation may send per window before being asked to slow down.
+CHAT_RATE_MESSAGES = env.int("CHAT_RATE_MESSAGES", default=8)
+CHAT_RATE_WINDOW_SECONDS = env.int("CHAT_RATE_WINDOW_SECONDS", default=30)
 
 # --- Appointments -------------------------------------------------------------------------
 # The earliest a customer may book, in minutes from now.

@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("leads.urls")),
     path("", include("messaging.urls")),
+    path("", include("chat.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(urlconf="leadorch.urls_tenants"),

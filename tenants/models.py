@@ -39,6 +39,16 @@ class Tenant(TenantMixin, BaseModel):
         max_length=16, choices=OutboundMode, default=OutboundMode.DISABLED
     )
     is_active = models.BooleanField(default=True)
+    ai_daily_spend_cap = models.DecimalField(
+        "AI daily spend cap (USD)",
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Past this much AI spend in a day (UTC) the brand's chats use the "
+        "offline assistant. Blank: the platform default (AI_DAILY_SPEND_CAP_USD); 0 "
+        "switches the AI providers off.",
+    )
 
     auto_create_schema = True
     auto_drop_schema = False

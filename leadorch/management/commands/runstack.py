@@ -138,6 +138,10 @@ class Command(BaseCommand):
                 f"  Brand admin     http://{primary}:{port}/admin/",
                 f"  Platform admin  http://platform.{settings.BASE_DOMAIN}:{port}/admin/",
             ]
+            if summary.chat_path:  # type: ignore[attr-defined]
+                lines.append(
+                    f"  Demo chat       http://{primary}:{port}{summary.chat_path}"  # type: ignore[attr-defined]
+                )
         lines += [f"  Health          http://{shown_host}:{port}/api/health", ""]
         if summary is not None:
             lines.append("  Demo logins (development only):")

@@ -1,0 +1,1 @@
+"""The assistant: providers behind one protocol, the context, the tools and the service."""

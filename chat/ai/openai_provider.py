@@ -1,0 +1,270 @@
+"""OpenAI's models, through the official SDK's Chat Completions API, streamed.
+
+Tool calls arrive in fragments keyed by their index and are put together here;
+arguments that are not a JSON object become an ``arguments_error`` for the service
+to answer, not a failure of the turn. Every failure of the SDK, the transport or
+the stream becomes a ProviderError that names the status and the error type only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx2
+import openai
+from django.conf import settings
+
+from chat.ai import http
+from chat.ai.base import (
+    AssistantText,
+    ProviderError,
+    TextSink,
+    ToolCall,
+    ToolResult,
+    ToolRound,
+    TranscriptItem,
+    TurnRequest,
+    TurnResult,
+    UserText,
+    price,
+)
+
+NAME = "openai"
+
+
+@dataclass
+class _PendingCall:
+    """A tool call being streamed: its id and name, its arguments in fragments."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    """What the stream left besides its text."""
+
+    calls: dict[int, _PendingCall] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+    finish_reason: str = ""
+
+
+class OpenAIProvider:
+    """OpenAI's Chat Completions: streamed text, tool calls and token usage."""
+
+    name = NAME
+
+    @property
+    def model(self) -> str:
+        return settings.OPENAI_MODEL
+
+    def is_configured(self) -> bool:
+        return bool(settings.OPENAI_API_KEY)
+
+    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        return price(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            input_per_mtok=settings.OPENAI_INPUT_USD_PER_MTOK,
+            output_per_mtok=settings.OPENAI_OUTPUT_USD_PER_MTOK,
+        )
+
+    async def turn(self, request: TurnRequest, on_text: TextSink) -> TurnResult:
+        """One streamed completion; text goes to ``on_text`` as it arrives."""
+        if not self.is_configured():
+            raise ProviderError(f"{NAME}: no API key")
+        params = request_params(request, model=self.model)
+        outcome = _Outcome()
+        pieces: list[str] = []
+        async with aclosing(self._stream(params, outcome)) as deltas:
+            async for delta in deltas:
+                pieces.append(delta)
+                await on_text(delta)
+        return TurnResult(
+            text="".join(pieces),
+            tool_calls=[
+                _tool_call(index, pending)
+                for index, pending in sorted(outcome.calls.items())
+            ],
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            model=outcome.model or self.model,
+            stop_reason=outcome.finish_reason,
+        )
+
+    async def _stream(
+        self, params: dict[str, Any], outcome: _Outcome
+    ) -> AsyncIterator[str]:
+        """The text deltas of one call; the SDK's and the transport's failures come out
+        as ProviderError, the caller's own (``on_text``) are left alone."""
+        client = openai.AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            http_client=http.async_http_client(),
+            max_retries=0,
+            timeout=settings.AI_TIMEOUT_SECONDS,
+        )
+        try:
+            stream = await client.chat.completions.create(**params)
+            async with stream:
+                async for chunk in stream:
+                    outcome.model = chunk.model or outcome.model
+                    if chunk.usage is not None:
+                        outcome.input_tokens = chunk.usage.prompt_tokens or 0
+                        outcome.output_tokens = chunk.usage.completion_tokens or 0
+                    for choice in chunk.choices or ():
+                        if choice.index != 0:
+                            continue
+                        if choice.finish_reason:
+                            outcome.finish_reason = choice.finish_reason
+                        delta = choice.delta
+                        if delta is None:
+                            continue
+                        for fragment in delta.tool_calls or ():
+                            _add_fragment(outcome.calls, fragment)
+                        text = (delta.content or "") + (delta.refusal or "")
+                        if text:
+                            yield text
+        except Exception as exc:
+            raise ProviderError(describe_error(exc)) from exc
+        if not outcome.finish_reason:
+            raise ProviderError(f"{NAME}: the stream ended without a finish_reason")
+
+
+def _add_fragment(calls: dict[int, _PendingCall], fragment: Any) -> None:
+    pending = calls.setdefault(fragment.index, _PendingCall())
+    if fragment.id:
+        pending.id = fragment.id
+    function = fragment.function
+    if function is not None:
+        if function.name and not pending.name:
+            pending.name = function.name
+        if function.arguments:
+            pending.arguments.append(function.arguments)
+
+
+def _tool_call(index: int, pending: _PendingCall) -> ToolCall:
+    """A ToolCall with its arguments parsed; unreadable ones are reported, not raised."""
+    raw = "".join(pending.arguments)
+    error = ""
+    try:
+        arguments: Any = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        arguments, error = {}, f"invalid JSON: {exc}"
+    if not isinstance(arguments, dict):
+        arguments, error = {}, "the arguments are not a JSON object"
+    return ToolCall(
+        id=pending.id or f"call_{index}",
+        name=pending.name,
+        arguments=arguments,
+        arguments_error=error,
+    )
+
+
+def request_params(request: TurnRequest, *, model: str) -> dict[str, Any]:
+    """The keyword arguments of ``chat.completions.create`` for this turn."""
+    params: dict[str, Any] = {
+        "model": model,
+        "max_completion_tokens": request.max_tokens,
+        "messages": [
+            {"role": "system", "content": request.system},
+            *transcript_messages(request.transcript),
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                },
+            }
+            for tool in request.tools
+        ]
+    return params
+
+
+def transcript_messages(
+    transcript: tuple[TranscriptItem, ...],
+) -> list[dict[str, Any]]:
+    """Chat Completions messages for the neutral transcript (after the system one)."""
+    messages: list[dict[str, Any]] = []
+    for item in transcript:
+        if isinstance(item, UserText):
+            messages.append({"role": "user", "content": item.text})
+        elif isinstance(item, AssistantText):
+            messages.append({"role": "assistant", "content": item.text})
+        elif not item.calls:
+            if item.text:
+                messages.append({"role": "assistant", "content": item.text})
+        else:
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": item.text or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {
+                                "name": call.name,
+                                "arguments": json.dumps(call.arguments),
+                            },
+                        }
+                        for call in item.calls
+                    ],
+                }
+            )
+            messages.extend(
+                {
+                    "role": "tool",
+                    "tool_call_id": result.call_id,
+                    "content": f"Error: {result.content}"
+                    if result.is_error
+                    else result.content,
+                }
+                for result in _results(item)
+            )
+    return messages
+
+
+def _results(item: ToolRound) -> list[ToolResult]:
+    """One result per call, in the order of the calls; a call without one gets an
+    error result, since the API refuses a tool call left unanswered."""
+    by_id = {result.call_id: result for result in item.results}
+    return [
+        by_id.get(call.id)
+        or ToolResult(call_id=call.id, content="No result.", is_error=True)
+        for call in item.calls
+    ]
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, safe description of a failed call: status and error type, no body."""
+    if isinstance(exc, openai.APIStatusError):
+        kind = _short(exc.type) or _short(exc.code) or type(exc).__name__
+        return f"{NAME}: HTTP {exc.status_code} {kind}"
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return f"{NAME}: timed out"
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return f"{NAME}: connection failed"
+    if isinstance(exc, openai.APIError):
+        kind = _short(exc.type) or _short(exc.code) or "error"
+        return f"{NAME}: error in the stream ({kind})"
+    return f"{NAME}: unreadable response ({type(exc).__name__})"
+
+
+def _short(value: object) -> str:
+    return value[:60] if isinstance(value, str) else ""

@@ -1,0 +1,450 @@
+"""Answering a customer: budgets, the provider chain, the tool loop, the record.
+
+``assistant_answer`` is the one entry point for the chat page's socket, the
+REST API and SMS conversations. It loads what the assistant may know, picks
+the providers (AI_PROVIDER first, the other configured ones next, the offline
+assistant last; only the offline one past a budget), asks them in turn until
+one answers, runs the tools each turn asks for, and stores the answer with its
+provider, model, tokens, cost, latency, tool calls and the providers that
+failed before it. A provider that errors or takes longer than
+AI_TIMEOUT_SECONDS for a call is skipped for the next; the tool calls already
+made stay in the transcript the next one sees, so nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from appointments.models import Appointment, AppointmentStatus
+from chat import services as chat_services
+from chat.ai import health
+from chat.ai.base import (
+    AssistantText,
+    Provider,
+    ToolCall,
+    ToolResult,
+    ToolRound,
+    TranscriptItem,
+    TurnRequest,
+    UserText,
+)
+from chat.ai.context import context_load, system_prompt
+from chat.ai.providers import providers_chain
+from chat.ai.scripted import word_result
+from chat.ai.tools import TOOL_SPECS, ToolBinding, ToolOutcome, tool_run
+from chat.db import in_schema
+from chat.models import (
+    ChatMessage,
+    ChatSession,
+    MessageChannel,
+    MessageRole,
+    SessionMode,
+)
+from leadorch.errors import ApplicationError
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class AssistantUnavailableError(Exception):
+    """No provider, not even the offline one, could answer."""
+
+
+# --- what one answer starts from ---------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    session_public_id: Any
+    system: str
+    transcript: tuple[TranscriptItem, ...]
+    binding: ToolBinding
+    allow_remote: bool
+    limits: list[str] = field(default_factory=list)
+
+
+def budget_state(
+    *, session: ChatSession, now: datetime | None = None
+) -> dict[str, Any]:
+    """Where the session and the brand stand against the AI budgets."""
+    now = now or timezone.now()
+    totals = ChatMessage.objects.filter(session=session).aggregate(
+        tokens=Sum(
+            F("input_tokens") + F("output_tokens"),
+            filter=Q(role=MessageRole.ASSISTANT),
+        ),
+        customer_messages=Count("pk", filter=Q(role=MessageRole.CUSTOMER)),
+    )
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = ChatMessage.objects.filter(
+        role=MessageRole.ASSISTANT, created_at__gte=day_start
+    ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    cap = (
+        Tenant.objects.filter(schema_name=connection.schema_name)
+        .values_list("ai_daily_spend_cap", flat=True)
+        .first()
+    )
+    if cap is None:
+        cap = Decimal(settings.AI_DAILY_SPEND_CAP_USD)
+    return {
+        "tokens": totals["tokens"] or 0,
+        "customer_messages": totals["customer_messages"],
+        "spent_today": spent,
+        "daily_cap": cap,
+    }
+
+
+def _prepare(
+    *,
+    session_id: int,
+    customer_message_id: int | None,
+    channel: str,
+    confirmed_by_customer: bool,
+) -> Prepared | None:
+    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    if session.mode != SessionMode.ASSISTANT or session.revoked_at is not None:
+        return None
+    budget = budget_state(session=session)
+    if budget["customer_messages"] > settings.AI_SESSION_MAX_MESSAGES:
+        chat_services.handoff_request(
+            session=session, reason="The conversation passed the assistant's length"
+        )
+        return None
+    limits = []
+    if budget["tokens"] >= settings.AI_SESSION_MAX_TOKENS:
+        limits.append("session_tokens")
+    if budget["spent_today"] >= budget["daily_cap"]:
+        limits.append("daily_spend")
+    context = context_load(session=session)
+    history = chat_services.messages_after(
+        session=session, limit=settings.AI_HISTORY_MESSAGES
+    )
+    if customer_message_id is not None:
+        history = [m for m in history if m.pk <= customer_message_id]
+    return Prepared(
+        session_public_id=session.public_id,
+        system=system_prompt(context, channel=channel),
+        transcript=transcript_from(history),
+        binding=ToolBinding(
+            session_id=session.pk,
+            lead_id=session.lead_id,
+            location_id=session.lead.location_id,
+            customer_message_id=customer_message_id,
+            channel=channel,
+            confirmed_by_customer=confirmed_by_customer,
+        ),
+        allow_remote=not limits,
+        limits=limits,
+    )
+
+
+def transcript_from(messages: list[ChatMessage]) -> tuple[TranscriptItem, ...]:
+    """The stored conversation as the neutral transcript, tool rounds included."""
+    items: list[TranscriptItem] = []
+    for message in messages:
+        if message.role == MessageRole.CUSTOMER:
+            items.append(UserText(message.body))
+        elif message.role == MessageRole.ASSISTANT:
+            items.extend(_rounds_from(message.tool_calls))
+            if message.body:
+                items.append(AssistantText(message.body))
+        elif message.role == MessageRole.STAFF:
+            items.append(
+                AssistantText(f"(A staff member of the shop wrote:) {message.body}")
+            )
+    return tuple(items)
+
+
+def _rounds_from(stored: list[dict[str, Any]]) -> list[ToolRound]:
+    rounds = []
+    for entry in stored or []:
+        try:
+            rounds.append(
+                ToolRound(
+                    text=entry.get("text", ""),
+                    calls=tuple(
+                        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+                        for c in entry["calls"]
+                    ),
+                    results=tuple(
+                        ToolResult(
+                            call_id=r["call_id"],
+                            content=r["content"],
+                            is_error=r.get("is_error", False),
+                        )
+                        for r in entry["results"]
+                    ),
+                )
+            )
+        except (KeyError, TypeError):
+            logger.warning("Skipping a stored tool round that does not parse")
+    return rounds
+
+
+def _round_record(round_: ToolRound) -> dict[str, Any]:
+    return {
+        "text": round_.text,
+        "calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in round_.calls
+        ],
+        "results": [
+            {"call_id": r.call_id, "content": r.content, "is_error": r.is_error}
+            for r in round_.results
+        ],
+    }
+
+
+# --- the answer ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+
+
+async def _noop(event: dict[str, Any]) -> None:
+    return None
+
+
+async def assistant_answer(
+    *,
+    schema_name: str,
+    session_id: int,
+    customer_message_id: int | None,
+    channel: str = "web",
+    on_event: EventSink | None = None,
+    confirmed_by_customer: bool = False,
+) -> ChatMessage | None:
+    """Answer the customer's latest message; None when the assistant does not answer
+    (the session is with staff, closed, or past its length)."""
+    emit = on_event or _noop
+    prepared = await in_schema(
+        schema_name,
+        _prepare,
+        session_id=session_id,
+        customer_message_id=customer_message_id,
+        channel=channel,
+        confirmed_by_customer=confirmed_by_customer,
+    )
+    if prepared is None:
+        return None
+    started = time.monotonic()
+    rounds: list[ToolRound] = []
+    outcomes: list[ToolOutcome] = []
+    fallbacks: list[dict[str, Any]] = []
+    answered: tuple[Provider, _Attempt] | None = None
+    for provider in providers_chain(allow_remote=prepared.allow_remote):
+        attempt_started = time.monotonic()
+        streamed = False
+
+        async def on_text(text: str) -> None:
+            nonlocal streamed
+            streamed = True
+            await emit({"type": "delta", "text": text, "reply_to": customer_message_id})
+
+        try:
+            attempt = await _answer_with(
+                provider, prepared, rounds, outcomes, on_text, schema_name
+            )
+        except Exception as error:
+            reason = _describe(error)
+            logger.warning("Assistant provider %s failed: %s", provider.name, reason)
+            health.record(provider.name, ok=False, error=reason)
+            fallbacks.append(
+                {
+                    "provider": provider.name,
+                    "error": reason,
+                    "ms": round((time.monotonic() - attempt_started) * 1000),
+                }
+            )
+            if streamed:
+                await emit({"type": "reset", "reply_to": customer_message_id})
+            continue
+        health.record(provider.name, ok=True)
+        answered = (provider, attempt)
+        break
+    if answered is None:
+        raise AssistantUnavailableError("Every assistant provider failed")
+    provider, attempt = answered
+    display: dict[str, Any] = {}
+    for outcome in outcomes:
+        display.update(outcome.display)
+    return await in_schema(
+        schema_name,
+        _store,
+        session_id=session_id,
+        body=attempt.text,
+        channel=channel,
+        provider=provider.name,
+        model=attempt.model or provider.model,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cost=provider.cost(
+            input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens
+        ),
+        latency_ms=round((time.monotonic() - started) * 1000),
+        tool_calls=[_round_record(r) for r in rounds],
+        fallbacks=fallbacks,
+        data=display,
+    )
+
+
+def _store(*, session_id: int, body: str, channel: str, **fields: Any) -> ChatMessage:
+    session = ChatSession.objects.get(pk=session_id)
+    return chat_services.assistant_message_store(
+        session=session, body=body, channel=channel, **fields
+    )
+
+
+async def _answer_with(
+    provider: Provider,
+    prepared: Prepared,
+    rounds: list[ToolRound],
+    outcomes: list[ToolOutcome],
+    on_text: Callable[[str], Awaitable[None]],
+    schema_name: str,
+) -> _Attempt:
+    """One provider's answer: turns and tool calls until a turn has no calls.
+
+    Each model call may take AI_TIMEOUT_SECONDS. Rounds are appended to
+    ``rounds`` as they complete, so a provider that fails midway leaves the
+    tools it ran on record for the next one.
+    """
+    input_tokens = output_tokens = 0
+    texts: list[str] = []
+    model = ""
+    for number in range(settings.AI_MAX_TOOL_ROUNDS + 1):
+        last_call = number == settings.AI_MAX_TOOL_ROUNDS
+        request = TurnRequest(
+            system=prepared.system,
+            transcript=prepared.transcript + tuple(rounds),
+            tools=() if last_call else TOOL_SPECS,
+            max_tokens=settings.AI_MAX_TOKENS,
+        )
+        async with asyncio.timeout(settings.AI_TIMEOUT_SECONDS):
+            result = await provider.turn(request, on_text)
+        input_tokens += result.input_tokens
+        output_tokens += result.output_tokens
+        model = result.model or model
+        if result.text.strip():
+            texts.append(result.text.strip())
+        if not result.tool_calls or last_call:
+            break
+        results = []
+        for call in result.tool_calls:
+            outcome = await in_schema(
+                schema_name, tool_run, binding=prepared.binding, call=call
+            )
+            outcomes.append(outcome)
+            results.append(
+                ToolResult(
+                    call_id=call.id,
+                    content=outcome.as_text(),
+                    is_error=outcome.is_error,
+                )
+            )
+        rounds.append(
+            ToolRound(
+                text=result.text, calls=tuple(result.tool_calls), results=tuple(results)
+            )
+        )
+    text = "\n\n".join(texts)
+    if not text:
+        raise ValueError(f"{provider.name} answered with no text")
+    return _Attempt(
+        text=text, input_tokens=input_tokens, output_tokens=output_tokens, model=model
+    )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer within {settings.AI_TIMEOUT_SECONDS:g} s"
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def slot_book_by_customer(
+    *, session_id: int, slot_id: str, client_id: str = ""
+) -> list[ChatMessage]:
+    """The customer pressed an offered slot's button: book it (or move their
+    appointment there) without a model, and answer with the booking card.
+
+    The press is the customer's confirmation. Returns the customer's message and
+    the answer; a resend with the same ``client_id`` books nothing more.
+    Precondition: inside the brand's schema.
+    """
+    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    if client_id:
+        pressed = ChatMessage.objects.filter(session=session, client_id=client_id)
+        if pressed.exists():
+            return list(pressed)
+    slot = {o["id"]: o for o in session.offered_slots or []}.get(
+        slot_id.strip().upper()
+    )
+    if slot is None:
+        raise ApplicationError(
+            "That time is no longer on offer. Ask for times again.",
+            code="slot_not_offered",
+        )
+    posted = chat_services.customer_message_post(
+        session=session,
+        text=f"Book {slot['label']}",
+        client_id=client_id,
+        channel=MessageChannel.WEB,
+    )
+    if not posted.created:
+        return [posted.message]
+    moving = Appointment.objects.filter(
+        lead=session.lead, status=AppointmentStatus.BOOKED
+    ).exists()
+    call = ToolCall(
+        id=f"page_{posted.message.pk}",
+        name="reschedule" if moving else "book_appointment",
+        arguments={"slot_id": slot["id"]},
+    )
+    outcome = tool_run(
+        binding=ToolBinding(
+            session_id=session.pk,
+            lead_id=session.lead_id,
+            location_id=session.lead.location_id,
+            customer_message_id=posted.message.pk,
+            channel=MessageChannel.WEB,
+            confirmed_by_customer=True,
+        ),
+        call=call,
+    )
+    round_ = ToolRound(
+        text="",
+        calls=(call,),
+        results=(
+            ToolResult(
+                call_id=call.id, content=outcome.as_text(), is_error=outcome.is_error
+            ),
+        ),
+    )
+    answer = chat_services.assistant_message_store(
+        session=session,
+        body=word_result(call.name, outcome.content, outcome.is_error),
+        channel=MessageChannel.WEB,
+        provider="page",
+        model="",
+        tool_calls=[_round_record(round_)],
+        data=outcome.display,
+    )
+    return [posted.message, answer]

@@ -1,0 +1,246 @@
+"""The chat page's WebSocket: /ws/chat/<token>/.
+
+The protocol, JSON both ways:
+
+Page → server
+    {"type": "message", "text": "...", "client_id": "<uuid>"}   a customer message
+    {"type": "book", "slot": "S2", "client_id": "<uuid>"}         an offered slot's button
+    {"type": "ping"}
+
+Server → page
+    {"type": "history", "messages": [...], "mode": "assistant"|"human"}   on connect
+        (only messages after ``?after=<id>`` when the page reconnects)
+    {"type": "message", "message": {...}}   a stored message (any author); pages
+        de-duplicate by id, and by client_id for their own
+    {"type": "typing", "active": true|false, "by": "assistant"}
+    {"type": "delta", "text": "...", "reply_to": <id>}   the answer as it is written
+    {"type": "reset", "reply_to": <id>}   drop the partial answer (another provider answers)
+    {"type": "mode", "mode": "assistant"|"human"}
+    {"type": "error", "code": "...", "message": "..."}
+    {"type": "pong"}
+
+The brand comes from the Host header (``leadorch.channels_tenancy``); every
+database call runs inside its schema (``chat.db.in_schema``). Unknown, expired
+and revoked tokens are refused alike. Frames over the size limit close the
+socket (1009); the per-conversation message rate is limited by the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from chat import realtime
+from chat import services as chat_services
+from chat.ai import service as ai_service
+from chat.db import in_schema
+from chat.models import ChatSession, MessageChannel, SessionMode
+from leadorch.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_BIG = 1009
+CLOSE_UNSUPPORTED = 1003
+
+
+def _frame_limit() -> int:
+    # A message's text, JSON-escaped at worst six bytes a character, and its envelope.
+    return settings.CHAT_MESSAGE_MAX_CHARS * 6 + 1024
+
+
+def _open(token: str, after: int | None) -> dict[str, Any] | None:
+    session = chat_services.chat_link_resolve(token=token)
+    if session is None:
+        return None
+    return {
+        "session_id": session.pk,
+        "public_id": session.public_id,
+        "mode": session.mode,
+        "messages": [
+            chat_services.message_payload(m)
+            for m in chat_services.messages_after(session=session, after_id=after)
+        ],
+    }
+
+
+def _post(session_id: int, text: str, client_id: str) -> dict[str, Any]:
+    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    posted = chat_services.customer_message_post(
+        session=session, text=text, client_id=client_id, channel=MessageChannel.WEB
+    )
+    return {
+        "message": chat_services.message_payload(posted.message),
+        "message_id": posted.message.pk,
+        "created": posted.created,
+        "mode": session.mode,
+    }
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.schema_name = self.scope["tenant"].schema_name
+        token = self.scope["url_route"]["kwargs"]["token"]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        after = _int_or_none((query.get("after") or [""])[0])
+        opened = await in_schema(self.schema_name, _open, token, after)
+        if opened is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.session_id = opened["session_id"]
+        self.group = realtime.group_name(
+            schema_name=self.schema_name, session_public_id=opened["public_id"]
+        )
+        self.answering = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(
+            {"type": "history", "messages": opened["messages"], "mode": opened["mode"]}
+        )
+
+    async def disconnect(self, code: int) -> None:
+        group = getattr(self, "group", None)
+        if group:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        if bytes_data is not None:
+            await self.close(code=CLOSE_UNSUPPORTED)
+            return
+        if text_data is None or len(text_data) > _frame_limit():
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self._error("invalid", "Messages must be JSON.")
+            return
+        if not isinstance(content, dict):
+            await self._error("invalid", "Messages must be JSON objects.")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        kind = content.get("type")
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "message":
+            await self._customer_message(content)
+        elif kind == "book":
+            await self._book(content)
+        else:
+            await self._error("invalid", "Unknown message type.")
+
+    async def _customer_message(self, content: dict[str, Any]) -> None:
+        text, client_id = content.get("text"), content.get("client_id") or ""
+        if not isinstance(text, str) or not isinstance(client_id, str):
+            await self._error("invalid", "A message needs text.")
+            return
+        try:
+            posted = await in_schema(
+                self.schema_name, _post, self.session_id, text, client_id[:64]
+            )
+        except ApplicationError as error:
+            await self._error(error.code, error.message, **error.extra)
+            return
+        # The sender sees its own message at once; the group's copy is de-duplicated.
+        await self.send_json({"type": "message", "message": posted["message"]})
+        if posted["created"] and posted["mode"] == SessionMode.ASSISTANT:
+            self._spawn(self._answer(posted["message_id"]))
+
+    async def _book(self, content: dict[str, Any]) -> None:
+        slot, client_id = content.get("slot"), content.get("client_id") or ""
+        if not isinstance(slot, str) or not isinstance(client_id, str):
+            await self._error("invalid", "Choose one of the offered times.")
+            return
+        try:
+            booked = await in_schema(
+                self.schema_name,
+                ai_service.slot_book_by_customer,
+                session_id=self.session_id,
+                slot_id=slot,
+                client_id=client_id[:64],
+            )
+        except ApplicationError as error:
+            await self._error(error.code, error.message, **error.extra)
+            return
+        for message in booked:
+            await self.send_json(
+                {"type": "message", "message": chat_services.message_payload(message)}
+            )
+
+    def _spawn(self, coroutine: Any) -> None:
+        # The answer runs beside the socket's loop, so staff messages and pings are
+        # handled meanwhile; it is stored even if the page goes away before the end.
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, message_id: int) -> None:
+        async with self.answering:
+            await self._send_quietly(
+                {"type": "typing", "active": True, "by": "assistant"}
+            )
+            try:
+                answer = await ai_service.assistant_answer(
+                    schema_name=self.schema_name,
+                    session_id=self.session_id,
+                    customer_message_id=message_id,
+                    channel=MessageChannel.WEB,
+                    on_event=self._send_quietly,
+                )
+            except Exception:
+                logger.exception(
+                    "The assistant could not answer message %s", message_id
+                )
+                await self._send_quietly(
+                    {
+                        "type": "error",
+                        "code": "assistant_unavailable",
+                        "message": "Sorry, the assistant is unavailable right now. "
+                        'Say "talk to a person" and the shop will reply.',
+                    }
+                )
+                answer = None
+            finally:
+                await self._send_quietly(
+                    {"type": "typing", "active": False, "by": "assistant"}
+                )
+            if answer is not None:
+                await self._send_quietly(
+                    {
+                        "type": "message",
+                        "message": chat_services.message_payload(answer),
+                    }
+                )
+
+    async def _send_quietly(self, event: dict[str, Any]) -> None:
+        """Send unless the page has gone: an answer outlives its socket."""
+        try:
+            await self.send_json(event)
+        except Exception:
+            logger.debug("Chat socket closed before an event could be sent")
+
+    async def chat_event(self, event: dict[str, Any]) -> None:
+        """A group event: a stored message or a mode change, for every open page."""
+        await self.send_json(event["event"])
+
+    async def _error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json(
+            {"type": "error", "code": code, "message": message, **extra}
+        )
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None

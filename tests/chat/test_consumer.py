@@ -1,0 +1,312 @@
+"""The chat socket through the full ASGI application: tenancy, protocol, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import time
+
+import pytest
+import time_machine
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django_tenants.utils import tenant_context
+
+from chat import services as chat_services
+from chat.models import ChatMessage, ChatSession, MessageRole
+from leadorch.asgi import application
+from locations.models import LocationHours
+from tests.appointments.conftest import NOW
+from tests.conftest import ensure_test_tenants, host_of
+from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
+
+pytestmark = pytest.mark.usefixtures("clock")
+
+ALPHA, BRAVO = "alpha.localhost", "bravo.localhost"
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=True):
+        yield
+
+
+def make_chat(tenant, *, first_name: str, price_cents: int) -> tuple[str, ChatSession]:
+    """A lead with a location, hours and a catalog in ``tenant``; its chat token."""
+    with tenant_context(tenant):
+        location = LocationFactory(time_zone="America/Los_Angeles", region="CA")
+        for weekday in range(7):
+            LocationHours.objects.create(
+                location=location, weekday=weekday, opens_at=time(9), closes_at=time(18)
+            )
+        ServiceCatalogItemFactory(
+            code="tint-sedan-ceramic",
+            name="Ceramic tint, sedan",
+            price_cents=price_cents,
+            duration_minutes=120,
+        )
+        lead = LeadFactory(location=location, first_name=first_name)
+        path = chat_services.chat_links_create(leads=[lead])[lead.pk]
+        return path.removeprefix("/c/"), ChatSession.objects.get(lead=lead)
+
+
+@pytest.fixture
+def alpha_chat(tenant_tx):
+    assert host_of(tenant_tx) == ALPHA
+    return make_chat(tenant_tx, first_name="Alma", price_cents=44900)
+
+
+@pytest.fixture
+def bravo(tenant_tx):
+    return ensure_test_tenants()["bravo"]
+
+
+def communicator(host: str, token: str, *, origin: str | None = None, query: str = ""):
+    headers = [(b"host", host.encode())]
+    headers.append((b"origin", (origin or f"http://{host}").encode()))
+    path = f"/ws/chat/{token}/" + (f"?{query}" if query else "")
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def receive_until(socket, kind: str, timeout: float = 5.0) -> list[dict]:
+    """Events up to and including the first of type ``kind``."""
+    events = []
+    while True:
+        event = await socket.receive_json_from(timeout=timeout)
+        events.append(event)
+        if event["type"] == kind and (
+            kind != "message" or event["message"]["role"] != "customer"
+        ):
+            return events
+
+
+async def drain(socket, quiet: float = 0.5) -> list[dict]:
+    """Every event until the socket has been quiet for ``quiet`` seconds."""
+    events = []
+    while not await socket.receive_nothing(timeout=quiet):
+        events.append(await socket.receive_json_from())
+    return events
+
+
+def run(coroutine_function):
+    return async_to_sync(coroutine_function)()
+
+
+def test_history_then_a_streamed_answer(tenant_tx, alpha_chat):
+    token, _session = alpha_chat
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        connected, _ = await socket.connect()
+        assert connected
+        history = await socket.receive_json_from()
+        assert history == {"type": "history", "messages": [], "mode": "assistant"}
+        await socket.send_json_to(
+            {"type": "message", "text": "How much is ceramic tint?", "client_id": "c1"}
+        )
+        events = await receive_until(socket, "message")
+        await socket.disconnect()
+        return events
+
+    events = run(scenario)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "message"
+    assert events[0]["message"]["client_id"] == "c1"
+    assert "typing" in kinds
+    deltas = "".join(e["text"] for e in events if e["type"] == "delta")
+    final = events[-1]["message"]
+    assert final["role"] == "assistant"
+    assert "$449.00" in final["text"]
+    assert deltas.strip() == final["text"]
+    assert {e["reply_to"] for e in events if e["type"] == "delta"} == {
+        events[0]["message"]["id"]
+    }
+
+
+def test_a_resend_after_reconnect_is_not_stored_or_answered_twice(
+    tenant_tx, alpha_chat
+):
+    token, session = alpha_chat
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        await socket.send_json_to({"type": "message", "text": "hi", "client_id": "c1"})
+        first = await receive_until(socket, "message")
+        await socket.disconnect()
+        last_id = first[-1]["message"]["id"]
+
+        again = communicator(ALPHA, token, query=f"after={last_id}")
+        await again.connect()
+        history = await again.receive_json_from()
+        await again.send_json_to({"type": "message", "text": "hi", "client_id": "c1"})
+        echo = await again.receive_json_from()
+        quiet = await again.receive_nothing(timeout=0.5)
+        await again.disconnect()
+        return history, echo, quiet
+
+    history, echo, quiet = run(scenario)
+    assert history["messages"] == []
+    assert echo["message"]["client_id"] == "c1"
+    assert quiet
+    with tenant_context(tenant_tx):
+        assert ChatMessage.objects.filter(session=session).count() == 2
+
+
+def test_a_token_of_one_brand_is_refused_at_another_brands_host(
+    tenant_tx, alpha_chat, bravo
+):
+    token, _ = alpha_chat
+
+    async def scenario():
+        socket = communicator(BRAVO, token)
+        connected, _ = await socket.connect()
+        await socket.disconnect()
+        return connected
+
+    assert run(scenario) is False
+
+
+def test_unknown_token_unknown_host_and_foreign_origin_are_refused(
+    tenant_tx, alpha_chat
+):
+    token, _ = alpha_chat
+
+    async def attempt(socket):
+        connected, _ = await socket.connect()
+        await socket.disconnect()
+        return connected
+
+    async def scenario():
+        results = [await attempt(communicator(ALPHA, "not-a-token"))]
+        results.append(
+            await attempt(communicator(ALPHA, token, origin="http://evil.example.com"))
+        )
+        stranger = WebsocketCommunicator(
+            application,
+            f"/ws/chat/{token}/",
+            headers=[
+                (b"host", b"nobody.localhost"),
+                (b"origin", b"http://nobody.localhost"),
+            ],
+        )
+        results.append(await attempt(stranger))
+        return results
+
+    assert run(scenario) == [False, False, False]
+
+
+def test_two_brands_sockets_at_once_never_see_each_others_data(
+    tenant_tx, alpha_chat, bravo
+):
+    alpha_token, alpha_session = alpha_chat
+    bravo_token, bravo_session = make_chat(bravo, first_name="Bruno", price_cents=12300)
+    staff = {}
+    with tenant_context(tenant_tx):
+        staff["alpha"] = get_user_model().objects.create_superuser("alpha-boss")
+    with tenant_context(bravo):
+        staff["bravo"] = get_user_model().objects.create_superuser("bravo-boss")
+
+    async def converse(socket, text, client_id):
+        await socket.send_json_to(
+            {"type": "message", "text": text, "client_id": client_id}
+        )
+        return await receive_until(socket, "message")
+
+    async def scenario():
+        a = communicator(ALPHA, alpha_token)
+        b = communicator(BRAVO, bravo_token)
+        await a.connect()
+        await b.connect()
+        await a.receive_json_from()
+        await b.receive_json_from()
+        a_events, b_events = await asyncio.gather(
+            converse(a, "How much is ceramic tint?", "a1"),
+            converse(b, "How much is ceramic tint?", "b1"),
+        )
+        # Staff of each brand answer their own customer at the same moment.
+        from chat.db import in_schema
+
+        await asyncio.gather(
+            in_schema(
+                tenant_tx.schema_name,
+                lambda: chat_services.staff_reply(
+                    session=ChatSession.objects.get(pk=alpha_session.pk),
+                    user=staff["alpha"],
+                    text="Alpha staff here",
+                ),
+            ),
+            in_schema(
+                bravo.schema_name,
+                lambda: chat_services.staff_reply(
+                    session=ChatSession.objects.get(pk=bravo_session.pk),
+                    user=staff["bravo"],
+                    text="Bravo staff here",
+                ),
+            ),
+        )
+        a_more, b_more = await asyncio.gather(drain(a), drain(b))
+        await a.disconnect()
+        await b.disconnect()
+        return a_events + a_more, b_events + b_more
+
+    a_events, b_events = run(scenario)
+    a_text, b_text = str(a_events), str(b_events)
+    assert "$449.00" in a_text
+    assert "Alpha staff here" in a_text
+    assert "$123.00" in b_text
+    assert "Bravo staff here" in b_text
+    assert "$123.00" not in a_text
+    assert "Bravo staff here" not in a_text
+    assert "$449.00" not in b_text
+    assert "Alpha staff here" not in b_text
+
+
+def test_an_oversized_frame_closes_the_socket(tenant_tx, alpha_chat, settings):
+    token, _ = alpha_chat
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        await socket.send_to(
+            text_data="x" * (settings.CHAT_MESSAGE_MAX_CHARS * 6 + 2000)
+        )
+        closed = await socket.receive_output(timeout=2)
+        await socket.wait()
+        return closed
+
+    assert run(scenario) == {"type": "websocket.close", "code": 1009}
+
+
+def test_too_many_messages_are_refused_with_a_reason(tenant_tx, alpha_chat, settings):
+    settings.CHAT_RATE_MESSAGES = 2
+    settings.AI_PROVIDER = "scripted"
+    token, session = alpha_chat
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        for index in range(2):
+            await socket.send_json_to(
+                {"type": "message", "text": "hello", "client_id": f"c{index}"}
+            )
+            await receive_until(socket, "message")
+        await socket.send_json_to(
+            {"type": "message", "text": "hello", "client_id": "c9"}
+        )
+        refused = await receive_until(socket, "error")
+        await socket.disconnect()
+        return refused[-1]
+
+    refused = run(scenario)
+    assert refused["code"] == "rate_limited"
+    with tenant_context(tenant_tx):
+        assert (
+            ChatMessage.objects.filter(
+                session=session, role=MessageRole.CUSTOMER
+            ).count()
+            == 2
+        )
