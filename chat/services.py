@@ -105,6 +105,37 @@ def chat_link_for_lead(*, lead: Lead, host: str) -> str:
     return messaging.public_url(host=host, path=path)
 
 
+def chat_link_send(*, lead: Lead, actor: Any = None) -> Any:
+    """Staff send the customer a new chat link, by SMS when the lead has a phone and
+    by email otherwise, through the gate. Returns the OutboundMessage (sent,
+    recorded or blocked, and why)."""
+    context = messaging.batch_context()
+    path = chat_links_create(leads=[lead])[lead.pk]
+    url = messaging.public_url(host=context.tenant_host, path=path)
+    greeting = f"Hi {lead.first_name}, " if lead.first_name else "Hi, "
+    location = lead.location
+    if lead.phone:
+        return messaging.message_send(
+            channel=Channel.SMS,
+            kind=MessageKind.STAFF,
+            lead=lead,
+            location=location,
+            actor=actor,
+            body=f"{context.brand_name} ({location.name}): {greeting}ask us anything "
+            f"or pick a time here: {url} Reply STOP to opt out.",
+        )
+    return messaging.message_send(
+        channel=Channel.EMAIL,
+        kind=MessageKind.STAFF,
+        lead=lead,
+        location=location,
+        actor=actor,
+        subject=f"Your link to chat with {context.brand_name}",
+        body=f"{greeting}\n\nAsk us anything or pick a time that suits you here:\n\n"
+        f"{url}\n\n{location.name}",
+    )
+
+
 # --- what the page and the API show -----------------------------------------------------
 
 

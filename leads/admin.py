@@ -8,22 +8,28 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
+from chat import services as chat_services
 from leadorch.errors import ApplicationError
-from leads import services, webhooks
+from leads import services, webhooks, workspace
 from leads.models import (
     CRMConnection,
     IgnoredOrder,
     IgnoreReason,
     JobExecution,
     Lead,
-    LeadEvent,
     LeadStatus,
     WebhookDelivery,
 )
@@ -34,22 +40,6 @@ from locations.admin_scoping import (
 )
 from locations.models import Location
 from touchpoints import services as cadence
-
-
-class LeadEventInline(admin.TabularInline):
-    model = LeadEvent
-    extra = 0
-    can_delete = False
-    fields = ("created_at", "kind", "from_status", "to_status", "message", "actor")
-    readonly_fields = fields
-    ordering = ("-created_at", "-pk")
-    verbose_name_plural = "history"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class MarkLostForm(forms.Form):
@@ -129,8 +119,88 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
             },
         ),
     )
-    inlines = [LeadEventInline]
+    change_form_template = "admin/leads/lead/change_form.html"
     actions = ["mark_lost", "pause_follow_up", "resume_follow_up"]
+
+    # --- the lead's page ------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/do/<str:action>/",
+                wrap(self.lead_action_view),
+                name="leads_lead_action",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        lead = self.get_object(request, object_id)
+        if lead is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "page": workspace.lead_page(lead=lead),
+                "can_act": self.has_change_permission(request, lead),
+                "lost_form": MarkLostForm(),
+                "book_url": reverse("admin:appointments_book", args=[lead.pk]),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def lead_action_view(
+        self, request: HttpRequest, pk: int, action: str
+    ) -> HttpResponse:
+        """One button of the lead's page: mark lost, pause or resume the follow-up,
+        send the chat link. POST only; the lead must be in the user's locations."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        lead = get_object_or_404(self.get_queryset(request), pk=pk)
+        back = HttpResponseRedirect(reverse("admin:leads_lead_change", args=[lead.pk]))
+        if not self.has_change_permission(request, lead):
+            messages.error(request, "You may not change this lead.")
+            return back
+        try:
+            if action == "lost":
+                form = MarkLostForm(request.POST)
+                if not form.is_valid():
+                    messages.error(request, "Give a reason to mark the lead lost.")
+                    return back
+                cadence.lead_mark_lost(
+                    lead=lead, reason=form.cleaned_data["reason"], actor=request.user
+                )
+                messages.success(request, "The lead is marked lost.")
+            elif action == "pause":
+                held = cadence.cadence_pause(lead=lead, actor=request.user)
+                messages.success(request, f"Follow-up paused ({held} message(s) held).")
+            elif action == "resume":
+                moved = cadence.cadence_resume(lead=lead, actor=request.user)
+                messages.success(
+                    request, f"Follow-up resumed ({moved} message(s) rescheduled)."
+                )
+            elif action == "chat-link":
+                sent = chat_services.chat_link_send(lead=lead, actor=request.user)
+                if sent.status == "blocked":
+                    messages.warning(
+                        request,
+                        f"The chat link was not sent: {sent.get_block_reason_display()}.",
+                    )
+                else:
+                    messages.success(
+                        request,
+                        f"Chat link {sent.get_status_display().lower()} by "
+                        f"{sent.get_channel_display()} to {sent.to}.",
+                    )
+            else:
+                messages.error(request, "Unknown action.")
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        return back
 
     @admin.display(description="vehicle")
     def vehicle_display(self, obj: Lead) -> str:

@@ -20,7 +20,7 @@ def clock():
 
 
 @pytest.fixture
-def catalog(tint):  # noqa: F811 - the imported fixture
+def catalog(tint):
     return [
         tint,
         ServiceCatalogItemFactory(
@@ -41,7 +41,7 @@ def catalog(tint):  # noqa: F811 - the imported fixture
 
 
 @pytest.fixture
-def session(customer, catalog, clock) -> ChatSession:  # noqa: F811
+def session(customer, catalog, clock) -> ChatSession:
     return chat_services.session_for_lead(lead=customer)
 
 
