@@ -1,10 +1,12 @@
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
+from chat.ai import health as ai_health
 from leadorch import tasks
 from leadorch.dispatch import dispatch_tick, registered_jobs
 from leadorch.models import ProcessHeartbeat, ProcessKind
@@ -105,3 +107,30 @@ def test_ping_answers_without_the_database(test_tenants, monkeypatch):
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.fixture
+def clean_cache():
+    yield
+    cache.clear()
+
+
+def test_health_reports_each_assistant_provider(
+    clean_cache, test_tenants, running_processes, settings
+):
+    settings.ANTHROPIC_API_KEY = "sk-ant-never-shown"
+    settings.OPENAI_API_KEY = ""
+    ai_health.record(
+        "anthropic", ok=False, error="anthropic: HTTP 529 overloaded_error"
+    )
+    body = Client(HTTP_HOST=PLATFORM_HOST).get("/api/health").json()
+    assistant = body["checks"]["assistant"]
+    assert body["status"] == "ok"  # the offline assistant still answers
+    providers = assistant["providers"]
+    assert providers["anthropic"]["status"] == "failing"
+    assert (
+        providers["anthropic"]["last_error"] == "anthropic: HTTP 529 overloaded_error"
+    )
+    assert providers["openai"]["status"] == "not_configured"
+    assert providers["scripted"]["status"] == "ok"
+    assert "sk-ant-never-shown" not in str(body)
