@@ -22,7 +22,8 @@ Server → page
 The brand comes from the Host header (``leadorch.channels_tenancy``); every
 database call runs inside its schema (``chat.db.in_schema``). Unknown, expired
 and revoked tokens are refused alike. Frames over the size limit close the
-socket (1009); the per-conversation message rate is limited by the service.
+socket (4009: 4000 + the standard 1009, as daphne sends only 1000 or 3000-4999);
+the per-conversation message rate is limited by the service.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ from leadorch.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_BIG = 1009
-CLOSE_UNSUPPORTED = 1003
+# Daphne sends only 1000 or 3000-4999 as close codes: 4000 + the standard code.
+CLOSE_TOO_BIG = 4009
+CLOSE_UNSUPPORTED = 4003
 
 
 def _frame_limit() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -49,5 +50,6 @@ def chat_page(request: HttpRequest, token: str) -> HttpResponse:
         "last_id": messages[-1].pk if messages else 0,
         "ws_path": f"/ws/chat/{token}/",
         "api_base": f"/api/chat/{token}",
+        "max_chars": settings.CHAT_MESSAGE_MAX_CHARS,
     }
     return _private(render(request, "chat/page.html", context))

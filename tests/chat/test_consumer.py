@@ -277,7 +277,7 @@ def test_an_oversized_frame_closes_the_socket(tenant_tx, alpha_chat, settings):
         await socket.wait()
         return closed
 
-    assert run(scenario) == {"type": "websocket.close", "code": 1009}
+    assert run(scenario) == {"type": "websocket.close", "code": 4009}
 
 
 def test_too_many_messages_are_refused_with_a_reason(tenant_tx, alpha_chat, settings):
