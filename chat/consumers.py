@@ -90,7 +90,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         after = _int_or_none((query.get("after") or [""])[0])
-        opened = await in_schema(self.schema_name, _open, token, after)
+        opened = await in_schema(self.schema_name, _open, token, after, parallel=True)
         if opened is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -148,7 +148,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             posted = await in_schema(
-                self.schema_name, _post, self.session_id, text, client_id[:64]
+                self.schema_name,
+                _post,
+                self.session_id,
+                text,
+                client_id[:64],
+                parallel=True,
             )
         except ApplicationError as error:
             await self._error(error.code, error.message, **error.extra)
@@ -167,6 +172,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             booked = await in_schema(
                 self.schema_name,
                 ai_service.slot_book_by_customer,
+                parallel=True,
                 session_id=self.session_id,
                 slot_id=slot,
                 client_id=client_id[:64],
@@ -239,6 +245,50 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {"type": "error", "code": code, "message": message, **extra}
         )
+
+
+class _DeltaStream:
+    """Passes the answer's text on as it comes, in fewer frames.
+
+    The first piece goes out at once (the customer sees the answer start); later
+    pieces are joined and sent at most every DELTA_INTERVAL seconds. A model
+    streams a few characters at a time, and a frame per piece would cost more
+    than the text is worth.
+    """
+
+    DELTA_INTERVAL = 0.05
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.pending: list[str] = []
+        self.reply_to: Any = None
+        self.started = False
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "delta":
+            # A reset: the next provider's answer starts afresh.
+            self.pending.clear()
+            self.started = False
+            await self.send(event)
+            return
+        self.reply_to = event.get("reply_to")
+        if not self.started:
+            self.started = True
+            await self.send(event)
+            return
+        self.pending.append(event["text"])
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.DELTA_INTERVAL)
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            text, self.pending = "".join(self.pending), []
+            await self.send({"type": "delta", "text": text, "reply_to": self.reply_to})
 
 
 def _int_or_none(value: str) -> int | None:

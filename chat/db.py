@@ -1,36 +1,105 @@
 """Database work from async code, always inside the brand's schema.
 
-django-tenants keeps the schema on the thread's connection, and async code
-(Channels consumers above all) runs its sync work on a thread other brands'
-work shares. Every call therefore sets the schema itself for its duration
-(``schema_context`` restores the previous one), never trusting what an earlier
-call left on the connection.
+django-tenants keeps the schema on the thread's connection, and async code runs
+its sync work on threads other brands' work shares. Every call therefore sets
+the schema it needs before it runs, never trusting what an earlier call left on
+the connection.
+
+Two ways to run:
+
+- On the caller's thread (the default): for a sync view or a worker that calls
+  async code through ``async_to_sync``, the work runs back on its own thread and
+  connection (inside its transaction, if any), and the previous schema is
+  restored afterwards.
+- ``parallel=True``, for the chat socket: the work runs on a pool of threads,
+  each with its own connection, so one conversation's database wait does not
+  hold up the others (Channels' default is one thread for every consumer of the
+  process). Those threads do nothing else, so their schema is left set, which
+  saves a ``SET search_path`` on the next call for the same brand.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.utils import schema_context
 
 T = TypeVar("T")
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+# The connections the pool's threads opened, to close them on shutdown.
+_pooled_connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
-def _run_in_schema(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-    if not connection.in_atomic_block:
-        # A connection the database dropped (a restart) is replaced, not reused.
-        close_old_connections()
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.CHAT_DB_THREADS, thread_name_prefix="chat-db"
+            )
+        return _executor
+
+
+def close_pooled_connections() -> None:
+    """Close the connections the pool's threads hold (at shutdown, after tests).
+    Precondition: no pooled work is running."""
+    for wrapper in list(_pooled_connections):
+        wrapper.inc_thread_sharing()
+        try:
+            wrapper.close()
+        finally:
+            wrapper.dec_thread_sharing()
+
+
+def _drop_broken_connection() -> None:
+    """A connection the database dropped (a restart) is replaced, not reused."""
+    if (
+        connection.connection is not None
+        and connection.errors_occurred
+        and not connection.in_atomic_block
+        and not connection.is_usable()
+    ):
+        connection.close()
+    connection.errors_occurred = False
+
+
+def _run_here(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    _drop_broken_connection()
     with schema_context(schema_name):
         return fn(*args, **kwargs)
 
 
+def _run_pooled(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    _pooled_connections.add(connections[DEFAULT_DB_ALIAS])
+    _drop_broken_connection()
+    if connection.schema_name != schema_name:
+        connection.set_schema(schema_name)
+    return fn(*args, **kwargs)
+
+
 async def in_schema(
-    schema_name: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+    schema_name: str,
+    fn: Callable[..., T],
+    *args: Any,
+    parallel: bool = False,
+    **kwargs: Any,
 ) -> T:
-    """Run ``fn(*args, **kwargs)`` in ``schema_name`` on the thread for sync work."""
-    return await sync_to_async(_run_in_schema, thread_sensitive=True)(
+    """Run ``fn(*args, **kwargs)`` in ``schema_name`` on a thread for sync work."""
+    if parallel:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _pool(), _run_pooled, schema_name, fn, args, kwargs
+        )
+    return await sync_to_async(_run_here, thread_sensitive=True)(
         schema_name, fn, args, kwargs
     )

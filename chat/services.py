@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from chat import realtime
@@ -207,12 +208,17 @@ def customer_message_post(
     now = now or timezone.now()
     text = (text or "").strip()
     client_id = (client_id or "")[:64]
-    if client_id:
-        existing = ChatMessage.objects.filter(
-            session=session, client_id=client_id
-        ).first()
-        if existing is not None:
-            return Posted(message=existing, created=False)
+    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
+    customer = Q(role=MessageRole.CUSTOMER)
+    # One query: a resend's stored message, the recent rate, whether this is the first.
+    seen = ChatMessage.objects.filter(session=session).aggregate(
+        resent_id=Max("pk", filter=Q(client_id=client_id) if client_id else Q(pk=None)),
+        recent=Count("pk", filter=customer & Q(created_at__gt=now - window)),
+        earlier=Count("pk", filter=customer),
+    )
+    if seen["resent_id"] is not None:
+        existing = ChatMessage.objects.get(pk=seen["resent_id"])
+        return Posted(message=existing, created=False)
     if not text:
         raise ApplicationError("Type a message first.", code="empty")
     if len(text) > settings.CHAT_MESSAGE_MAX_CHARS:
@@ -223,11 +229,7 @@ def customer_message_post(
         )
     if session.revoked_at is not None:
         raise ApplicationError("This conversation is closed.", code="revoked")
-    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
-    recent = ChatMessage.objects.filter(
-        session=session, role=MessageRole.CUSTOMER, created_at__gt=now - window
-    ).count()
-    if recent >= settings.CHAT_RATE_MESSAGES:
+    if seen["recent"] >= settings.CHAT_RATE_MESSAGES:
         raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
     try:
         with transaction.atomic():
@@ -239,15 +241,16 @@ def customer_message_post(
                 client_id=client_id,
                 created_at=now,
             )
-            ChatSession.objects.filter(pk=session.pk).update(
-                channel=channel, last_message_at=now
-            )
     except IntegrityError:
         # The same client id from a concurrent resend won the race.
         existing = ChatMessage.objects.get(session=session, client_id=client_id)
         return Posted(message=existing, created=False)
+    ChatSession.objects.filter(pk=session.pk).update(
+        channel=channel, last_message_at=now
+    )
     session.channel = channel
-    _first_message_effects(session=session, message=message)
+    if seen["earlier"] == 0:
+        _first_message_effects(session=session, message=message)
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},
@@ -256,12 +259,9 @@ def customer_message_post(
 
 
 def _first_message_effects(*, session: ChatSession, message: ChatMessage) -> None:
-    """The customer answered: the lead is engaged and the follow-up stops."""
-    earlier = ChatMessage.objects.filter(
-        session=session, role=MessageRole.CUSTOMER, pk__lt=message.pk
-    )
-    if earlier.exists():
-        return
+    """The customer answered for the first time: the lead is engaged and the
+    follow-up stops. (Two first messages at once both get here; both calls are
+    idempotent.)"""
     lead = session.lead
     lead_services.lead_advance(
         lead=lead,

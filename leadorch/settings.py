@@ -276,8 +276,16 @@ AI_SESSION_MAX_MESSAGES = env.int("AI_SESSION_MAX_MESSAGES", default=60)
 # A brand's AI spend per day (UTC) before its chats fall back to the offline assistant;
 # a brand's own cap (in the platform admin) overrides it.
 AI_DAILY_SPEND_CAP_USD = env.str("AI_DAILY_SPEND_CAP_USD", default="50.00")
+# Seconds the assistant keeps a location's hours and catalog for its instructions (the
+# tools read them live); 0 reads them for every answer.
+CHAT_CONTEXT_CACHE_SECONDS = env.int("CHAT_CONTEXT_CACHE_SECONDS", default=10)
+# Seconds a brand's AI spend of the day is kept between answers (how far past its cap a
+# brand can go is what it spends in that time).
+AI_SPEND_CACHE_SECONDS = env.int("AI_SPEND_CACHE_SECONDS", default=10)
 # Earlier messages of the conversation sent with each model call.
 AI_HISTORY_MESSAGES = env.int("AI_HISTORY_MESSAGES", default=30)
+# Threads of a web process for the chat sockets' database work (each holds a connection).
+CHAT_DB_THREADS = env.int("CHAT_DB_THREADS", default=6)
 # Longest customer message, in characters.
 CHAT_MESSAGE_MAX_CHARS = env.int("CHAT_MESSAGE_MAX_CHARS", default=1000)
 # Customer messages one conversation may send per window before being asked to slow down.

@@ -16,6 +16,7 @@ from django.db import connection, connections
 from django.test import Client
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
+from chat import db as chat_db
 from tenants import services as tenant_services
 from tenants.models import Tenant
 
@@ -111,3 +112,4 @@ def _close_worker_thread_connections() -> Iterator[None]:
     """Connections opened on asgiref's shared thread would hold the test database open."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    chat_db.close_pooled_connections()

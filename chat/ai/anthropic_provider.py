@@ -99,12 +99,20 @@ class AnthropicProvider:
     ) -> AsyncIterator[str]:
         """The text deltas of one call; the SDK's and the transport's failures come out
         as ProviderError, the caller's own (``on_text``) are left alone."""
-        client = anthropic.AsyncAnthropic(
-            api_key=settings.ANTHROPIC_API_KEY,
-            base_url=settings.ANTHROPIC_BASE_URL or None,
-            http_client=http.async_http_client(),
-            max_retries=0,
-            timeout=settings.AI_TIMEOUT_SECONDS,
+        client = http.sdk_client(
+            (
+                "anthropic",
+                settings.ANTHROPIC_API_KEY,
+                settings.ANTHROPIC_BASE_URL,
+                settings.AI_TIMEOUT_SECONDS,
+            ),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=settings.ANTHROPIC_API_KEY,
+                base_url=settings.ANTHROPIC_BASE_URL or None,
+                http_client=http.async_http_client(),
+                max_retries=0,
+                timeout=settings.AI_TIMEOUT_SECONDS,
+            ),
         )
         try:
             async with client.messages.stream(**params) as stream:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from appointments.models import Appointment, AppointmentStatus
 from chat.models import ChatSession
 from locations import selectors as location_selectors
-from locations.models import LocationHours, Weekday
+from locations.models import Location, LocationHours, Weekday
+from tenants.models import Tenant
 
 # Longest CRM-supplied value shown to a model; real names and vehicles are far shorter.
 FIELD_LIMIT = 80
@@ -91,11 +95,46 @@ def untrusted(value: str) -> str:
     return cleaned.replace("<", "(").replace(">", ")")
 
 
-def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatContext:
-    """Everything the assistant may know for ``session``, in four queries."""
-    now = now or timezone.now()
-    lead = session.lead
-    location = lead.location
+@dataclass(frozen=True)
+class BrandFacts:
+    name: str
+    # The brand's own AI daily spend cap in USD, or None for the platform default.
+    ai_daily_spend_cap: Decimal | None
+
+
+def brand_facts(schema_name: str) -> BrandFacts:
+    """The brand's name and AI cap, kept AI_SPEND_CACHE_SECONDS: every answer needs them."""
+    key = f"leadorch:chat:brand:{schema_name}"
+    facts = cache.get(key, version=0)
+    if facts is None:
+        row = (
+            Tenant.objects.filter(schema_name=schema_name)
+            .values_list("name", "ai_daily_spend_cap")
+            .first()
+        )
+        facts = BrandFacts(*(row or ("", None)))
+        if settings.AI_SPEND_CACHE_SECONDS > 0:
+            cache.set(key, facts, settings.AI_SPEND_CACHE_SECONDS, version=0)
+    return facts
+
+
+@dataclass(frozen=True)
+class LocationFacts:
+    hours: tuple[str, ...]
+    services: tuple[ServiceInfo, ...]
+
+
+def location_facts(location: Location) -> LocationFacts:
+    """The location's opening hours and catalog as the assistant reads them.
+
+    Kept for CHAT_CONTEXT_CACHE_SECONDS (an edit in the admin reaches the
+    assistant's instructions within that time); the tools read prices and free
+    times live.
+    """
+    key = f"leadorch:chat:location:{connection.schema_name}:{location.pk}"
+    facts = cache.get(key, version=0)
+    if facts is not None:
+        return facts
     hours_rows = {h.weekday: h for h in LocationHours.objects.filter(location=location)}
     hours = []
     for day in Weekday:
@@ -118,6 +157,19 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
         )
         for item in location_selectors.service_list_for_location(location=location)
     )
+    facts = LocationFacts(hours=tuple(hours), services=services)
+    if settings.CHAT_CONTEXT_CACHE_SECONDS > 0:
+        cache.set(key, facts, settings.CHAT_CONTEXT_CACHE_SECONDS, version=0)
+    return facts
+
+
+def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatContext:
+    """Everything the assistant may know for ``session``: one query for the
+    appointment, the location's facts from the cache when fresh."""
+    now = now or timezone.now()
+    lead = session.lead
+    location = lead.location
+    facts = location_facts(location)
     booked = (
         Appointment.objects.filter(lead=lead, status=AppointmentStatus.BOOKED)
         .select_related("service")
@@ -143,10 +195,10 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
         location_address=location.address,
         location_phone=location.phone,
         time_zone=location.time_zone,
-        hours=tuple(hours),
-        services=services,
+        hours=facts.hours,
+        services=facts.services,
         appointment=appointment,
-        brand_name=getattr(connection.tenant, "name", ""),
+        brand_name=brand_facts(connection.schema_name).name,
         now=now,
     )
 

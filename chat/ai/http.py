@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import httpx2
 from django.conf import settings
 
 transport: httpx2.AsyncBaseTransport | None = None
+
+T = TypeVar("T")
 
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[int, httpx2.AsyncClient]
@@ -35,4 +39,25 @@ def async_http_client() -> httpx2.AsyncClient:
             timeout=httpx2.Timeout(timeout, connect=min(5.0, timeout)),
         )
         per_loop[key] = client
+    return client
+
+
+_sdk_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[Hashable, Any]
+] = weakref.WeakKeyDictionary()
+
+
+def sdk_client(key: Hashable, build: Callable[[], T]) -> T:
+    """The running loop's SDK client for ``key`` (its settings), built once.
+
+    Building a client per call costs more than some answers take; one per loop
+    and configuration is reused, and a changed setting or transport gets a new one.
+    """
+    loop = asyncio.get_running_loop()
+    per_loop = _sdk_clients.setdefault(loop, {})
+    full_key = (key, id(transport))
+    client = per_loop.get(full_key)
+    if client is None:
+        client = build()
+        per_loop[full_key] = client
     return client

@@ -105,12 +105,20 @@ class OpenAIProvider:
     ) -> AsyncIterator[str]:
         """The text deltas of one call; the SDK's and the transport's failures come out
         as ProviderError, the caller's own (``on_text``) are left alone."""
-        client = openai.AsyncOpenAI(
-            api_key=settings.OPENAI_API_KEY,
-            base_url=settings.OPENAI_BASE_URL or None,
-            http_client=http.async_http_client(),
-            max_retries=0,
-            timeout=settings.AI_TIMEOUT_SECONDS,
+        client = http.sdk_client(
+            (
+                "openai",
+                settings.OPENAI_API_KEY,
+                settings.OPENAI_BASE_URL,
+                settings.AI_TIMEOUT_SECONDS,
+            ),
+            lambda: openai.AsyncOpenAI(
+                api_key=settings.OPENAI_API_KEY,
+                base_url=settings.OPENAI_BASE_URL or None,
+                http_client=http.async_http_client(),
+                max_retries=0,
+                timeout=settings.AI_TIMEOUT_SECONDS,
+            ),
         )
         try:
             stream = await client.chat.completions.create(**params)

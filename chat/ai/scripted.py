@@ -31,6 +31,8 @@ from chat.ai.base import (
 )
 from chat.ai.tools import service_match
 
+# The answer reaches the page a few words at a time, as a model's would.
+WORDS_PER_PIECE = 4
 WEEKDAYS = (
     "monday",
     "tuesday",
@@ -110,8 +112,8 @@ class ScriptedProvider:
 async def _stream(text: str, on_text: TextSink) -> None:
     """Word by word, as a model would: the page shows the answer growing."""
     words = re.findall(r"\S+\s*|\s+", text)
-    for index in range(0, len(words), 3):
-        await on_text("".join(words[index : index + 3]))
+    for index in range(0, len(words), WORDS_PER_PIECE):
+        await on_text("".join(words[index : index + WORDS_PER_PIECE]))
         await asyncio.sleep(0)
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
@@ -40,7 +41,7 @@ from chat.ai.base import (
     TurnRequest,
     UserText,
 )
-from chat.ai.context import context_load, system_prompt
+from chat.ai.context import brand_facts, context_load, system_prompt
 from chat.ai.providers import providers_chain
 from chat.ai.scripted import word_result
 from chat.ai.tools import TOOL_SPECS, ToolBinding, ToolOutcome, tool_run
@@ -53,7 +54,6 @@ from chat.models import (
     SessionMode,
 )
 from leadorch.errors import ApplicationError
-from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -89,23 +89,29 @@ def budget_state(
         ),
         customer_messages=Count("pk", filter=Q(role=MessageRole.CUSTOMER)),
     )
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = ChatMessage.objects.filter(
-        role=MessageRole.ASSISTANT, created_at__gte=day_start
-    ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
-    cap = (
-        Tenant.objects.filter(schema_name=connection.schema_name)
-        .values_list("ai_daily_spend_cap", flat=True)
-        .first()
-    )
+    cap = brand_facts(connection.schema_name).ai_daily_spend_cap
     if cap is None:
         cap = Decimal(settings.AI_DAILY_SPEND_CAP_USD)
     return {
         "tokens": totals["tokens"] or 0,
         "customer_messages": totals["customer_messages"],
-        "spent_today": spent,
+        "spent_today": spend_today(now=now),
         "daily_cap": cap,
     }
+
+
+def spend_today(*, now: datetime) -> Decimal:
+    """The brand's AI spend since midnight UTC, kept AI_SPEND_CACHE_SECONDS."""
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    key = f"leadorch:chat:spend:{connection.schema_name}:{day_start:%Y-%m-%d}"
+    spent = cache.get(key, version=0)
+    if spent is None:
+        spent = ChatMessage.objects.filter(
+            role=MessageRole.ASSISTANT, created_at__gte=day_start
+        ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+        if settings.AI_SPEND_CACHE_SECONDS > 0:
+            cache.set(key, spent, settings.AI_SPEND_CACHE_SECONDS, version=0)
+    return spent
 
 
 def _prepare(
@@ -231,13 +237,19 @@ async def assistant_answer(
     channel: str = "web",
     on_event: EventSink | None = None,
     confirmed_by_customer: bool = False,
+    parallel: bool = False,
 ) -> ChatMessage | None:
     """Answer the customer's latest message; None when the assistant does not answer
-    (the session is with staff, closed, or past its length)."""
+    (the session is with staff, closed, or past its length).
+
+    ``parallel``: run the database work on the pool of threads (see chat.db); the
+    socket does, callers on a sync thread with a transaction of their own do not.
+    """
     emit = on_event or _noop
     prepared = await in_schema(
         schema_name,
         _prepare,
+        parallel=parallel,
         session_id=session_id,
         customer_message_id=customer_message_id,
         channel=channel,
@@ -261,7 +273,7 @@ async def assistant_answer(
 
         try:
             attempt = await _answer_with(
-                provider, prepared, rounds, outcomes, on_text, schema_name
+                provider, prepared, rounds, outcomes, on_text, schema_name, parallel
             )
         except Exception as error:
             reason = _describe(error)
@@ -289,7 +301,9 @@ async def assistant_answer(
     return await in_schema(
         schema_name,
         _store,
+        parallel=parallel,
         session_id=session_id,
+        session_public_id=prepared.session_public_id,
         body=attempt.text,
         channel=channel,
         provider=provider.name,
@@ -306,8 +320,11 @@ async def assistant_answer(
     )
 
 
-def _store(*, session_id: int, body: str, channel: str, **fields: Any) -> ChatMessage:
-    session = ChatSession.objects.get(pk=session_id)
+def _store(
+    *, session_id: int, session_public_id: Any, body: str, channel: str, **fields: Any
+) -> ChatMessage:
+    # The session's id and public id are all the store needs: no need to load it.
+    session = ChatSession(pk=session_id, public_id=session_public_id)
     return chat_services.assistant_message_store(
         session=session, body=body, channel=channel, **fields
     )
@@ -320,6 +337,7 @@ async def _answer_with(
     outcomes: list[ToolOutcome],
     on_text: Callable[[str], Awaitable[None]],
     schema_name: str,
+    parallel: bool,
 ) -> _Attempt:
     """One provider's answer: turns and tool calls until a turn has no calls.
 
@@ -350,7 +368,11 @@ async def _answer_with(
         results = []
         for call in result.tool_calls:
             outcome = await in_schema(
-                schema_name, tool_run, binding=prepared.binding, call=call
+                schema_name,
+                tool_run,
+                parallel=parallel,
+                binding=prepared.binding,
+                call=call,
             )
             outcomes.append(outcome)
             results.append(
