@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from chat import services as chat_services
 from leadorch.errors import ApplicationError
-from leads import services, webhooks, workspace
+from leads import admin_dashboard, services, webhooks, workspace
 from leads.models import (
     CRMConnection,
     IgnoredOrder,
@@ -127,6 +127,11 @@ class LeadAdmin(LocationScopedAdminMixin, admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
+            path(
+                "dashboard/",
+                wrap(admin_dashboard.dashboard_view_for(self)),
+                name="leads_lead_dashboard",
+            ),
             path(
                 "<int:pk>/do/<str:action>/",
                 wrap(self.lead_action_view),
