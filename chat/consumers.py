@@ -197,14 +197,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send_quietly(
                 {"type": "typing", "active": True, "by": "assistant"}
             )
+            stream = _DeltaStream(self._send_quietly)
             try:
                 answer = await ai_service.assistant_answer(
                     schema_name=self.schema_name,
                     session_id=self.session_id,
                     customer_message_id=message_id,
                     channel=MessageChannel.WEB,
-                    on_event=self._send_quietly,
+                    on_event=stream.event,
+                    parallel=True,
                 )
+                await stream.flush()
             except Exception:
                 logger.exception(
                     "The assistant could not answer message %s", message_id
