@@ -40,7 +40,7 @@ from chat import realtime
 from chat import services as chat_services
 from chat.ai import service as ai_service
 from chat.db import in_schema
-from chat.models import ChatSession, MessageChannel, SessionMode
+from chat.models import MessageChannel
 from leadorch.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -72,15 +72,17 @@ def _open(token: str, after: int | None) -> dict[str, Any] | None:
 
 
 def _post(session_id: int, text: str, client_id: str) -> dict[str, Any]:
-    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
-    posted = chat_services.customer_message_post(
-        session=session, text=text, client_id=client_id, channel=MessageChannel.WEB
+    turn = ai_service.customer_turn_start(
+        session_id=session_id,
+        text=text,
+        client_id=client_id,
+        channel=MessageChannel.WEB,
     )
     return {
-        "message": chat_services.message_payload(posted.message),
-        "message_id": posted.message.pk,
-        "created": posted.created,
-        "mode": session.mode,
+        "message": chat_services.message_payload(turn.posted.message),
+        "message_id": turn.posted.message.pk,
+        "created": turn.posted.created,
+        "prepared": turn.prepared,
     }
 
 
@@ -160,8 +162,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         # The sender sees its own message at once; the group's copy is de-duplicated.
         await self.send_json({"type": "message", "message": posted["message"]})
-        if posted["created"] and posted["mode"] == SessionMode.ASSISTANT:
-            self._spawn(self._answer(posted["message_id"]))
+        if posted["prepared"] is not None:
+            self._spawn(self._answer(posted["message_id"], posted["prepared"]))
 
     async def _book(self, content: dict[str, Any]) -> None:
         slot, client_id = content.get("slot"), content.get("client_id") or ""
@@ -192,7 +194,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _answer(self, message_id: int) -> None:
+    async def _answer(self, message_id: int, prepared: Any) -> None:
+        if self.answering.locked():
+            # An earlier answer is still being written: what was read with this
+            # message is out of date by the time its turn comes.
+            prepared = None
         async with self.answering:
             await self._send_quietly(
                 {"type": "typing", "active": True, "by": "assistant"}
@@ -206,6 +212,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     channel=MessageChannel.WEB,
                     on_event=stream.event,
                     parallel=True,
+                    prepared=prepared,
                 )
                 await stream.flush()
             except Exception:
@@ -269,6 +276,10 @@ class _DeltaStream:
         self.flusher: asyncio.Task[None] | None = None
 
     async def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "answered":
+            # The answer is about to be stored and pushed: its text goes first.
+            await self.flush()
+            return
         if event.get("type") != "delta":
             # A reset: the next provider's answer starts afresh.
             self.pending.clear()

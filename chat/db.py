@@ -35,6 +35,8 @@ from django_tenants.utils import schema_context
 T = TypeVar("T")
 
 _executor: ThreadPoolExecutor | None = None
+# On a pool thread: the event loop that handed it the work (see chat.realtime).
+caller = threading.local()
 _executor_lock = threading.Lock()
 # The connections the pool's threads opened, to close them on shutdown.
 _pooled_connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -79,7 +81,14 @@ def _run_here(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) ->
         return fn(*args, **kwargs)
 
 
-def _run_pooled(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+def _run_pooled(
+    loop: asyncio.AbstractEventLoop,
+    schema_name: str,
+    fn: Callable[..., T],
+    args: Any,
+    kwargs: Any,
+) -> T:
+    caller.loop = loop
     _pooled_connections.add(connections[DEFAULT_DB_ALIAS])
     _drop_broken_connection()
     if connection.schema_name != schema_name:
@@ -98,7 +107,7 @@ async def in_schema(
     if parallel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            _pool(), _run_pooled, schema_name, fn, args, kwargs
+            _pool(), _run_pooled, loop, schema_name, fn, args, kwargs
         )
     return await sync_to_async(_run_here, thread_sensitive=True)(
         schema_name, fn, args, kwargs

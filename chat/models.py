@@ -45,6 +45,12 @@ class ChatSession(BaseModel):
     # The customer message after which the assistant asked to confirm a cancellation.
     cancel_offered_for_message_id = models.BigIntegerField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    # Running totals for the budgets and the rate limit, kept with each message so
+    # that no answer has to count the conversation.
+    customer_messages = models.PositiveIntegerField(default=0, editable=False)
+    assistant_tokens = models.PositiveBigIntegerField(default=0, editable=False)
+    rate_window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_window_messages = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
         constraints = [

@@ -7,12 +7,15 @@ session of one brand can never be addressed from another's name space.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
+
+from chat import db as chat_db
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +41,30 @@ def publish(*, group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "chat.event", "event": event}
+    loop = getattr(chat_db.caller, "loop", None)
+    if loop is not None and loop.is_running():
+        # On the chat socket's database threads: hand the send to the socket's event
+        # loop and go on, instead of holding the thread until the loop gets to it.
+        future = asyncio.run_coroutine_threadsafe(
+            layer.group_send(group, message), loop
+        )
+        future.add_done_callback(_log_failure(group))
+        return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "chat.event", "event": event})
+        async_to_sync(layer.group_send)(group, message)
     except Exception:
         logger.exception("Could not push a chat event to %s", group)
+
+
+def _log_failure(group: str) -> Any:
+    def check(future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.error(
+                "Could not push a chat event to %s", group, exc_info=future.exception()
+            )
+
+    return check
 
 
 async def apublish(*, group: str, event: dict[str, Any]) -> None:

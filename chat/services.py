@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import F
 from django.utils import timezone
 
 from chat import realtime
@@ -208,20 +208,12 @@ def customer_message_post(
     now = now or timezone.now()
     text = (text or "").strip()
     client_id = (client_id or "")[:64]
-    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
-    customer = Q(role=MessageRole.CUSTOMER)
-    # One query: a resend's stored message, the recent rate, whether this is the first.
-    seen = ChatMessage.objects.filter(session=session).aggregate(
-        resent_id=Max("pk", filter=Q(client_id=client_id) if client_id else Q(pk=None)),
-        recent=Count("pk", filter=customer & Q(created_at__gt=now - window)),
-        earlier=Count("pk", filter=customer),
-    )
-    if seen["resent_id"] is not None:
-        existing = ChatMessage.objects.get(pk=seen["resent_id"])
-        return Posted(message=existing, created=False)
     if not text:
         raise ApplicationError("Type a message first.", code="empty")
     if len(text) > settings.CHAT_MESSAGE_MAX_CHARS:
+        resent = _stored_with(session=session, client_id=client_id)
+        if resent is not None:
+            return Posted(message=resent, created=False)
         raise ApplicationError(
             f"That message is too long; keep it under {settings.CHAT_MESSAGE_MAX_CHARS} "
             "characters.",
@@ -229,33 +221,67 @@ def customer_message_post(
         )
     if session.revoked_at is not None:
         raise ApplicationError("This conversation is closed.", code="revoked")
-    if seen["recent"] >= settings.CHAT_RATE_MESSAGES:
+    window_start, window_count = _rate_window(session=session, now=now)
+    if window_count > settings.CHAT_RATE_MESSAGES:
+        # A resend of a message stored before is not a new one: it gets its answer.
+        resent = _stored_with(session=session, client_id=client_id)
+        if resent is not None:
+            return Posted(message=resent, created=False)
         raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
-    try:
-        with transaction.atomic():
-            message = ChatMessage.objects.create(
-                session=session,
-                role=MessageRole.CUSTOMER,
+    first = session.customer_messages == 0
+    # One transaction, one commit (one disk flush): the message, the totals and, for
+    # the first message, the lead's move to engaged.
+    with transaction.atomic():
+        try:
+            with transaction.atomic():  # a resend's insert fails alone
+                message = ChatMessage.objects.create(
+                    session=session,
+                    role=MessageRole.CUSTOMER,
+                    channel=channel,
+                    body=text,
+                    client_id=client_id,
+                    created_at=now,
+                )
+        except IntegrityError:
+            message = None
+        else:
+            ChatSession.objects.filter(pk=session.pk).update(
                 channel=channel,
-                body=text,
-                client_id=client_id,
-                created_at=now,
+                last_message_at=now,
+                customer_messages=F("customer_messages") + 1,
+                rate_window_start=window_start,
+                rate_window_messages=window_count,
             )
-    except IntegrityError:
-        # The same client id from a concurrent resend won the race.
+            if first:
+                _first_message_effects(session=session, message=message)
+    if message is None:
+        # A resend: the client id is stored already (unique per session).
         existing = ChatMessage.objects.get(session=session, client_id=client_id)
         return Posted(message=existing, created=False)
-    ChatSession.objects.filter(pk=session.pk).update(
-        channel=channel, last_message_at=now
-    )
     session.channel = channel
-    if seen["earlier"] == 0:
-        _first_message_effects(session=session, message=message)
+    session.customer_messages += 1
+    session.rate_window_start, session.rate_window_messages = window_start, window_count
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},
     )
     return Posted(message=message, created=True)
+
+
+def _rate_window(*, session: ChatSession, now: datetime) -> tuple[datetime, int]:
+    """The rate window this message falls in and its count with the message: a new
+    window starts when the last one is CHAT_RATE_WINDOW_SECONDS old."""
+    start = session.rate_window_start
+    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
+    if start is None or now - start >= window:
+        return now, 1
+    return start, session.rate_window_messages + 1
+
+
+def _stored_with(*, session: ChatSession, client_id: str) -> ChatMessage | None:
+    if not client_id:
+        return None
+    return ChatMessage.objects.filter(session=session, client_id=client_id).first()
 
 
 def _first_message_effects(*, session: ChatSession, message: ChatMessage) -> None:
@@ -275,14 +301,20 @@ def assistant_message_store(
     *, session: ChatSession, body: str, channel: str, **fields: Any
 ) -> ChatMessage:
     """Store the assistant's answer and push it to the open pages."""
-    message = ChatMessage.objects.create(
-        session=session,
-        role=MessageRole.ASSISTANT,
-        channel=channel,
-        body=body,
-        **fields,
-    )
-    ChatSession.objects.filter(pk=session.pk).update(last_message_at=message.created_at)
+    with transaction.atomic():  # one commit for the answer and the totals
+        message = ChatMessage.objects.create(
+            session=session,
+            role=MessageRole.ASSISTANT,
+            channel=channel,
+            body=body,
+            **fields,
+        )
+        ChatSession.objects.filter(pk=session.pk).update(
+            last_message_at=message.created_at,
+            assistant_tokens=F("assistant_tokens")
+            + message.input_tokens
+            + message.output_tokens,
+        )
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},

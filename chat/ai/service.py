@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from appointments.models import Appointment, AppointmentStatus
@@ -69,6 +69,8 @@ class AssistantUnavailableError(Exception):
 
 @dataclass
 class Prepared:
+    # Loaded at the start of the answer; the tools reuse it within the answer.
+    session: ChatSession
     session_public_id: Any
     system: str
     transcript: tuple[TranscriptItem, ...]
@@ -82,19 +84,12 @@ def budget_state(
 ) -> dict[str, Any]:
     """Where the session and the brand stand against the AI budgets."""
     now = now or timezone.now()
-    totals = ChatMessage.objects.filter(session=session).aggregate(
-        tokens=Sum(
-            F("input_tokens") + F("output_tokens"),
-            filter=Q(role=MessageRole.ASSISTANT),
-        ),
-        customer_messages=Count("pk", filter=Q(role=MessageRole.CUSTOMER)),
-    )
     cap = brand_facts(connection.schema_name).ai_daily_spend_cap
     if cap is None:
         cap = Decimal(settings.AI_DAILY_SPEND_CAP_USD)
     return {
-        "tokens": totals["tokens"] or 0,
-        "customer_messages": totals["customer_messages"],
+        "tokens": session.assistant_tokens,
+        "customer_messages": session.customer_messages,
         "spent_today": spend_today(now=now),
         "daily_cap": cap,
     }
@@ -120,8 +115,14 @@ def _prepare(
     customer_message_id: int | None,
     channel: str,
     confirmed_by_customer: bool,
+    session: ChatSession | None = None,
 ) -> Prepared | None:
-    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    """What answering needs, read once. ``session`` (with its lead and location) may
+    come loaded from the same thread's work, saving its query."""
+    if session is None:
+        session = ChatSession.objects.select_related("lead__location").get(
+            pk=session_id
+        )
     if session.mode != SessionMode.ASSISTANT or session.revoked_at is not None:
         return None
     budget = budget_state(session=session)
@@ -142,6 +143,7 @@ def _prepare(
     if customer_message_id is not None:
         history = [m for m in history if m.pk <= customer_message_id]
     return Prepared(
+        session=session,
         session_public_id=session.public_id,
         system=system_prompt(context, channel=channel),
         transcript=transcript_from(history),
@@ -238,23 +240,30 @@ async def assistant_answer(
     on_event: EventSink | None = None,
     confirmed_by_customer: bool = False,
     parallel: bool = False,
+    prepared: Prepared | None = None,
 ) -> ChatMessage | None:
     """Answer the customer's latest message; None when the assistant does not answer
     (the session is with staff, closed, or past its length).
 
+    ``on_event`` gets ``{"type": "delta", "text", "reply_to"}`` as the text is
+    written, ``{"type": "reset"}`` when a provider failed after writing some (the
+    next one starts over), and ``{"type": "answered"}`` once the text is complete,
+    just before the answer is stored.
     ``parallel``: run the database work on the pool of threads (see chat.db); the
     socket does, callers on a sync thread with a transaction of their own do not.
+    ``prepared``: what ``customer_turn_start`` already read for this answer.
     """
     emit = on_event or _noop
-    prepared = await in_schema(
-        schema_name,
-        _prepare,
-        parallel=parallel,
-        session_id=session_id,
-        customer_message_id=customer_message_id,
-        channel=channel,
-        confirmed_by_customer=confirmed_by_customer,
-    )
+    if prepared is None:
+        prepared = await in_schema(
+            schema_name,
+            _prepare,
+            parallel=parallel,
+            session_id=session_id,
+            customer_message_id=customer_message_id,
+            channel=channel,
+            confirmed_by_customer=confirmed_by_customer,
+        )
     if prepared is None:
         return None
     started = time.monotonic()
@@ -295,6 +304,8 @@ async def assistant_answer(
     if answered is None:
         raise AssistantUnavailableError("Every assistant provider failed")
     provider, attempt = answered
+    # The whole text is out: anything the sink holds back goes before the stored answer.
+    await emit({"type": "answered", "reply_to": customer_message_id})
     display: dict[str, Any] = {}
     for outcome in outcomes:
         display.update(outcome.display)
@@ -373,6 +384,7 @@ async def _answer_with(
                 parallel=parallel,
                 binding=prepared.binding,
                 call=call,
+                session=prepared.session,
             )
             outcomes.append(outcome)
             results.append(
@@ -470,3 +482,31 @@ def slot_book_by_customer(
         data=outcome.display,
     )
     return [posted.message, answer]
+
+
+@dataclass(frozen=True)
+class CustomerTurn:
+    posted: chat_services.Posted
+    # What answering the message needs, when the assistant is to answer it.
+    prepared: Prepared | None
+
+
+def customer_turn_start(
+    *, session_id: int, text: str, client_id: str, channel: str
+) -> CustomerTurn:
+    """Store the customer's message and read what answering it needs, in one go:
+    one load of the session for both. Precondition: inside the brand's schema."""
+    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    posted = chat_services.customer_message_post(
+        session=session, text=text, client_id=client_id, channel=channel
+    )
+    prepared = None
+    if posted.created:
+        prepared = _prepare(
+            session_id=session.pk,
+            customer_message_id=posted.message.pk,
+            channel=channel,
+            confirmed_by_customer=False,
+            session=session,
+        )
+    return CustomerTurn(posted=posted, prepared=prepared)

@@ -165,8 +165,13 @@ TOOL_SPECS: tuple[ToolSpec, ...] = tuple(
 )
 
 
-def tool_run(*, binding: ToolBinding, call: ToolCall) -> ToolOutcome:
-    """Validate and run one call for the bound lead. Precondition: inside its tenant."""
+def tool_run(
+    *, binding: ToolBinding, call: ToolCall, session: ChatSession | None = None
+) -> ToolOutcome:
+    """Validate and run one call for the bound lead. Precondition: inside its tenant.
+
+    ``session``: the binding's session with its lead and location, when the answer
+    loaded it already (it must be the binding's own)."""
     spec = TOOLS.get(call.name)
     if spec is None:
         return refused(f"There is no tool named {call.name[:50]!r}.")
@@ -184,9 +189,10 @@ def tool_run(*, binding: ToolBinding, call: ToolCall) -> ToolOutcome:
             f"Invalid arguments ({problems}). Tools act only for this customer and "
             "take no customer, lead or location arguments."
         )
-    session = ChatSession.objects.select_related("lead__location").get(
-        pk=binding.session_id
-    )
+    if session is None or session.pk != binding.session_id:
+        session = ChatSession.objects.select_related("lead__location").get(
+            pk=binding.session_id
+        )
     if session.lead_id != binding.lead_id:  # the binding is the server's; never true
         raise ApplicationError("Tool binding does not match its session.")
     handler = _HANDLERS[call.name]
@@ -197,6 +203,14 @@ def tool_run(*, binding: ToolBinding, call: ToolCall) -> ToolOutcome:
 
 
 # --- the tools ------------------------------------------------------------------------
+
+
+def _session_set(session: ChatSession, **fields: Any) -> None:
+    """Change the session's row and the loaded object alike: later calls of the
+    same answer read the object."""
+    ChatSession.objects.filter(pk=session.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(session, name, value)
 
 
 def _catalog(session: ChatSession) -> list[ServiceCatalogItem]:
@@ -346,8 +360,10 @@ def _check_availability(
         }
         for index, slot in enumerate(chosen, start=1)
     ]
-    ChatSession.objects.filter(pk=session.pk).update(
-        offered_slots=offered, offered_for_message_id=binding.customer_message_id
+    _session_set(
+        session,
+        offered_slots=offered,
+        offered_for_message_id=binding.customer_message_id,
     )
     if not offered:
         return ToolOutcome(
@@ -448,9 +464,7 @@ def _book_appointment(
         )
     except SlotTakenError as error:
         return _slot_taken(session, binding, error, service)
-    ChatSession.objects.filter(pk=session.pk).update(
-        offered_slots=[], offered_for_message_id=None
-    )
+    _session_set(session, offered_slots=[], offered_for_message_id=None)
     card = _appointment_card(appointment)
     return ToolOutcome(content={"booked": card}, display={"appointment": card})
 
@@ -473,8 +487,10 @@ def _slot_taken(
         }
         for index, slot in enumerate(error.alternatives, start=1)
     ]
-    ChatSession.objects.filter(pk=session.pk).update(
-        offered_slots=offered, offered_for_message_id=binding.customer_message_id
+    _session_set(
+        session,
+        offered_slots=offered,
+        offered_for_message_id=binding.customer_message_id,
     )
     return ToolOutcome(
         content={
@@ -514,9 +530,7 @@ def _reschedule(
             )
     except SlotTakenError as error:
         return _slot_taken(session, binding, error, appointment.service)
-    ChatSession.objects.filter(pk=session.pk).update(
-        offered_slots=[], offered_for_message_id=None
-    )
+    _session_set(session, offered_slots=[], offered_for_message_id=None)
     card = _appointment_card(moved)
     return ToolOutcome(content={"rescheduled": card}, display={"appointment": card})
 
@@ -534,9 +548,7 @@ def _cancel(
         and binding.customer_message_id > asked_at
     )
     if not confirmed:
-        ChatSession.objects.filter(pk=session.pk).update(
-            cancel_offered_for_message_id=binding.customer_message_id
-        )
+        _session_set(session, cancel_offered_for_message_id=binding.customer_message_id)
         return ToolOutcome(
             content={
                 "to_confirm": card,
@@ -548,7 +560,7 @@ def _cancel(
         cancelled = appointment_services.appointment_cancel(
             appointment=appointment, reason="Cancelled by the customer in chat"
         )
-    ChatSession.objects.filter(pk=session.pk).update(cancel_offered_for_message_id=None)
+    _session_set(session, cancel_offered_for_message_id=None)
     card = _appointment_card(cancelled)
     return ToolOutcome(content={"cancelled": card}, display={"appointment": card})
 

@@ -11,6 +11,7 @@ import pytest
 
 import chat.ai.http
 from appointments.models import Appointment, AppointmentStatus
+from chat import services as chat_services
 from chat.models import ChatMessage, MessageRole, SessionMode
 from tenants.models import Tenant
 from tests.chat.ai_transport import (
@@ -169,10 +170,11 @@ def test_past_the_session_token_budget_no_provider_is_called(
     session, providers, script, settings
 ):
     settings.AI_SESSION_MAX_TOKENS = 1000
-    ChatMessage.objects.create(
-        session=session, role=MessageRole.ASSISTANT, body="x", input_tokens=990,
+    chat_services.assistant_message_store(
+        session=session, body="earlier", channel="web", input_tokens=990,
         output_tokens=20,
     )  # fmt: skip
+    session.refresh_from_db()
     transport = script([])
     assert say(session, "windshield price?").provider == "scripted"
     assert transport.requests == []
