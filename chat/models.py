@@ -53,6 +53,7 @@ class ChatSession(BaseModel):
     rate_window_messages = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
+        verbose_name = "conversation"
         constraints = [
             models.CheckConstraint(
                 condition=Q(mode__in=SessionMode.values), name="chat_session_mode_valid"
