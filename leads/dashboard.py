@@ -302,15 +302,20 @@ def leads_per_day(
     """Leads created per day of the period (every day present, zero when none). One query."""
     period = _period(date_from, date_to)
     ids = scoped_location_ids(user=user, location_ids=location_ids)
-    rows = (
-        _within(_in_period(Lead.objects.all(), period), "location_id", ids)
-        .annotate(day=TruncDate("created_at", tzinfo=period.zone))
+    leads = _within(_in_period(Lead.objects.all(), period), "location_id", ids)
+    return _count_per_day(leads, period)
+
+
+def _count_per_day(rows: QuerySet[Any], period: Period) -> dict[date, int]:
+    """Rows per day of their ``created_at`` in the period (zero for empty days)."""
+    per_day = (
+        rows.annotate(day=TruncDate("created_at", tzinfo=period.zone))
         .values("day")
         .annotate(count=Count("id"))
         .order_by("day")
     )
     counts = dict.fromkeys(period.days, 0)
-    counts.update({row["day"]: row["count"] for row in rows})
+    counts.update({row["day"]: row["count"] for row in per_day})
     return counts
 
 
@@ -413,15 +418,7 @@ def opt_outs_per_day(
                     channel=Channel.EMAIL,
                 )
             )
-    rows = (
-        opt_outs.annotate(day=TruncDate("created_at", tzinfo=period.zone))
-        .values("day")
-        .annotate(count=Count("id"))
-        .order_by("day")
-    )
-    counts = dict.fromkeys(period.days, 0)
-    counts.update({row["day"]: row["count"] for row in rows})
-    return counts
+    return _count_per_day(opt_outs, period)
 
 
 @dataclass

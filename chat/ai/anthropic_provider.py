@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -23,6 +21,7 @@ from django.conf import settings
 from chat.ai import http
 from chat.ai.base import (
     AssistantText,
+    ConfiguredProvider,
     ProviderError,
     TextSink,
     ToolCall,
@@ -32,7 +31,7 @@ from chat.ai.base import (
     TurnRequest,
     TurnResult,
     UserText,
-    price,
+    relay,
 )
 
 NAME = "anthropic"
@@ -48,25 +47,11 @@ class _Outcome:
     tool_json: dict[int, str] = field(default_factory=dict)
 
 
-class AnthropicProvider:
+class AnthropicProvider(ConfiguredProvider):
     """Anthropic's Messages API: streamed text, tool use and token usage."""
 
     name = NAME
-
-    @property
-    def model(self) -> str:
-        return settings.ANTHROPIC_MODEL
-
-    def is_configured(self) -> bool:
-        return bool(settings.ANTHROPIC_API_KEY)
-
-    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
-        return price(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            input_per_mtok=settings.ANTHROPIC_INPUT_USD_PER_MTOK,
-            output_per_mtok=settings.ANTHROPIC_OUTPUT_USD_PER_MTOK,
-        )
+    settings_prefix = "ANTHROPIC"
 
     async def turn(self, request: TurnRequest, on_text: TextSink) -> TurnResult:
         """One streamed Messages call; text goes to ``on_text`` as it arrives."""
@@ -74,11 +59,7 @@ class AnthropicProvider:
             raise ProviderError(f"{NAME}: no API key")
         params = request_params(request, model=self.model)
         outcome = _Outcome()
-        pieces: list[str] = []
-        async with aclosing(self._stream(params, outcome)) as deltas:
-            async for delta in deltas:
-                pieces.append(delta)
-                await on_text(delta)
+        text = await relay(self._stream(params, outcome), on_text)
         message = outcome.message
         calls = [
             _tool_call(block, outcome.tool_json.get(index))
@@ -86,7 +67,7 @@ class AnthropicProvider:
             if block.type == "tool_use"
         ]
         return TurnResult(
-            text="".join(pieces),
+            text=text,
             tool_calls=calls,
             input_tokens=message.usage.input_tokens or 0,
             output_tokens=message.usage.output_tokens or 0,

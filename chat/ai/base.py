@@ -9,10 +9,13 @@ and back; they never run tools and never touch the database.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
+
+from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,38 @@ def price(
         Decimal(input_tokens) * Decimal(input_per_mtok)
         + Decimal(output_tokens) * Decimal(output_per_mtok)
     ) / Decimal(1_000_000)
+
+
+class ConfiguredProvider:
+    """A remote provider set up by settings named after it: <PREFIX>_API_KEY,
+    <PREFIX>_MODEL, <PREFIX>_INPUT_USD_PER_MTOK and <PREFIX>_OUTPUT_USD_PER_MTOK."""
+
+    settings_prefix: str
+
+    def _setting(self, name: str) -> Any:
+        return getattr(settings, f"{self.settings_prefix}_{name}")
+
+    @property
+    def model(self) -> str:
+        return self._setting("MODEL")
+
+    def is_configured(self) -> bool:
+        return bool(self._setting("API_KEY"))
+
+    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        return price(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            input_per_mtok=self._setting("INPUT_USD_PER_MTOK"),
+            output_per_mtok=self._setting("OUTPUT_USD_PER_MTOK"),
+        )
+
+
+async def relay(deltas: AsyncIterator[str], on_text: TextSink) -> str:
+    """Pass each piece of a stream's text to ``on_text``; return the whole text."""
+    pieces: list[str] = []
+    async with aclosing(deltas) as stream:
+        async for delta in stream:
+            pieces.append(delta)
+            await on_text(delta)
+    return "".join(pieces)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -22,6 +20,7 @@ from django.conf import settings
 from chat.ai import http
 from chat.ai.base import (
     AssistantText,
+    ConfiguredProvider,
     ProviderError,
     TextSink,
     ToolCall,
@@ -31,7 +30,7 @@ from chat.ai.base import (
     TurnRequest,
     TurnResult,
     UserText,
-    price,
+    relay,
 )
 
 NAME = "openai"
@@ -57,25 +56,11 @@ class _Outcome:
     finish_reason: str = ""
 
 
-class OpenAIProvider:
+class OpenAIProvider(ConfiguredProvider):
     """OpenAI's Chat Completions: streamed text, tool calls and token usage."""
 
     name = NAME
-
-    @property
-    def model(self) -> str:
-        return settings.OPENAI_MODEL
-
-    def is_configured(self) -> bool:
-        return bool(settings.OPENAI_API_KEY)
-
-    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
-        return price(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            input_per_mtok=settings.OPENAI_INPUT_USD_PER_MTOK,
-            output_per_mtok=settings.OPENAI_OUTPUT_USD_PER_MTOK,
-        )
+    settings_prefix = "OPENAI"
 
     async def turn(self, request: TurnRequest, on_text: TextSink) -> TurnResult:
         """One streamed completion; text goes to ``on_text`` as it arrives."""
@@ -83,13 +68,9 @@ class OpenAIProvider:
             raise ProviderError(f"{NAME}: no API key")
         params = request_params(request, model=self.model)
         outcome = _Outcome()
-        pieces: list[str] = []
-        async with aclosing(self._stream(params, outcome)) as deltas:
-            async for delta in deltas:
-                pieces.append(delta)
-                await on_text(delta)
+        text = await relay(self._stream(params, outcome), on_text)
         return TurnResult(
-            text="".join(pieces),
+            text=text,
             tool_calls=[
                 _tool_call(index, pending)
                 for index, pending in sorted(outcome.calls.items())
