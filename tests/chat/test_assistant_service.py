@@ -20,6 +20,7 @@ from tests.chat.ai_transport import (
     anthropic_text_stream,
     anthropic_tool_stream,
     openai_text_stream,
+    openai_tool_stream,
 )
 from tests.chat.conftest import say
 from tests.factories import LeadFactory
@@ -227,3 +228,35 @@ def test_the_prompt_gives_the_shop_date_hours_and_vehicle(
     assert "Now at the shop: Monday November 16, 2026 07:00 AM" in system
     assert "Sunday: closed" in system
     assert "Honda Civic" in system
+
+
+def test_an_openai_tool_round_trip_books_too(
+    session, customer, providers, script, settings
+):
+    settings.AI_PROVIDER = "openai"
+    script(
+        [
+            openai_tool_stream(
+                "call_1",
+                "check_availability",
+                {"service": "tint-sedan-ceramic", "date": "2026-11-17", "days": 1},
+            ),
+            openai_text_stream("Tuesday 9:00 or 9:30?", 500, 12),
+        ]
+    )
+    offer = say(session, "ceramic tint on tuesday please")
+    assert (offer.provider, offer.model) == ("openai", "gpt-test-1")
+    transport = script(
+        [
+            openai_tool_stream("call_2", "book_appointment", {"slot_id": "S1"}),
+            openai_text_stream("Booked!", 700, 5),
+        ]
+    )
+    booked = say(session, "9:00 works")
+    appointment = Appointment.objects.get(lead=customer)
+    assert appointment.starts_at.isoformat() == offer.data["slots"][0]["start"]
+    tool_message = transport.requests[1].json["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["tool_call_id"] == "call_2"
+    assert (booked.input_tokens, booked.output_tokens) == (710, 10)
+    assert booked.cost == Decimal("0.000300")  # 710 * 0.4 / 1e6 + 10 * 1.6 / 1e6
