@@ -363,8 +363,9 @@ def _sms(message: OutboundMessage, context: BatchContext) -> backends.Sms:
     window = recipient_window_for(
         location=message.location, phone=message.to, policy=context.policy
     )
+    # Measured from the moment the gate let the message through, which is the batch's clock.
     validity = (
-        window.seconds_left(timezone.now())
+        window.seconds_left(message.attempted_at or timezone.now())
         if window is not None and message.kind not in IMMEDIATE_KINDS
         else None
     )
