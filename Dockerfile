@@ -11,4 +11,4 @@ RUN DATABASE_URL=postgres://build@localhost/build SECRET_KEY=build python manage
 
 USER leadorch
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "leadorch.asgi:application"]
+CMD ["python", "-m", "leadorch.web", "-b", "0.0.0.0", "-p", "8000", "leadorch.asgi:application"]

@@ -6,8 +6,10 @@
 - :class:`Services` starts the real web server (daphne) and worker (qcluster)
   as subprocesses in their own process groups and stops them all on exit, also
   on failure, Ctrl-C or SIGTERM.
-- :func:`run_load` is a bounded, closed-loop HTTP load generator (httpx, N
-  concurrent workers pulling from one queue) that records each request's latency.
+- :func:`run_load` is a bounded, closed-loop HTTP load generator (N concurrent
+  workers, each with one keep-alive connection, pulling from one queue) that
+  records each request's latency. It is a small stdlib HTTP/1.1 client, so the
+  generator takes as little as possible of the CPU it shares with the server.
 - :class:`CpuMeter` says which process spent the CPU during a phase.
 - :class:`Row` and :func:`write_results` print the table and write
   ``bench/results/<name>.json`` with the machine, commit and date.
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -362,7 +365,7 @@ class Services:
 
     def start_web(self, port: int, *, name: str = "web") -> Service:
         """The real ASGI server, as in production: daphne serving leadorch.asgi."""
-        argv = [PYTHON, "-m", "daphne", "-b", LOOPBACK, "-p", str(port)]
+        argv = [PYTHON, "-m", "leadorch.web", "-b", LOOPBACK, "-p", str(port)]
         return self.start(name, [*argv, "leadorch.asgi:application"], stop_grace=10.0)
 
     def start_worker(self, *, name: str = "worker") -> Service:
@@ -513,9 +516,11 @@ def run_load(
     """Send ``requests`` from ``clients`` concurrent workers pulling from one queue; each
     worker sends its next request as soon as its previous one is answered (closed loop).
 
+    Every worker holds one keep-alive HTTP/1.1 connection, like an independent sender.
     ``warmup`` requests go first through the same connections and are not measured.
     ``requests`` may be a function called after the warm-up (to sign bodies at the
-    last moment). Stops taking new requests after ``time_limit`` seconds.
+    last moment); they are encoded before the clock starts. Stops taking new requests
+    after ``time_limit`` seconds.
     """
     return asyncio.run(
         _run_load(
@@ -528,6 +533,115 @@ def run_load(
     )
 
 
+class HttpExchangeError(Exception):
+    """The server's answer was not a well-formed HTTP/1.1 response."""
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """A request encoded for the wire, with the origin it goes to."""
+
+    origin: tuple[str, int]
+    data: bytes
+
+
+def _encode(request: HttpRequest) -> _Wire:
+    url = urllib.parse.urlsplit(request.url)
+    if url.scheme != "http" or not url.hostname:
+        raise ValueError(f"Only http:// URLs can be sent: {request.url}")
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    headers = {name.lower(): (name, value) for name, value in request.headers.items()}
+    headers.setdefault("host", ("Host", url.netloc))
+    if request.content is not None:
+        headers["content-length"] = ("Content-Length", str(len(request.content)))
+    head = f"{request.method} {target} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.values()
+    )
+    data = (head + "\r\n").encode("latin-1") + (request.content or b"")
+    return _Wire((url.hostname, url.port or 80), data)
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that sends a request and reads its whole answer.
+
+    A stdlib client on purpose: it spends a few tens of microseconds of CPU per
+    request where a full-featured client spends most of a millisecond, CPU that the
+    server under test shares on a small machine. After any error the connection is
+    dropped and the next request opens a new one.
+    """
+
+    def __init__(self) -> None:
+        self._origin: tuple[str, int] | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def exchange(self, wire: _Wire) -> int:
+        """Send one request; return the answer's status once its body is read."""
+        if self._writer is None or self._origin != wire.origin:
+            await self.close()
+            self._reader, self._writer = await asyncio.open_connection(*wire.origin)
+            self._origin = wire.origin
+        assert self._reader is not None
+        self._writer.write(wire.data)
+        try:
+            status, keep_alive = await self._read_response(self._reader)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+            await self.close()
+            raise HttpExchangeError(f"Unreadable answer: {error}") from error
+        except BaseException:
+            await self.close()
+            raise
+        if not keep_alive:
+            await self.close()
+        return status
+
+    @staticmethod
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if (
+            len(parts) < 2
+            or not parts[0].startswith(b"HTTP/1.")
+            or not parts[1].isdigit()
+        ):
+            raise HttpExchangeError(f"Not an HTTP/1.x status line: {lines[0][:80]!r}")
+        status = int(parts[1])
+        length: int | None = None
+        chunked = False
+        keep_alive = parts[0] == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value
+            elif name == b"connection":
+                keep_alive = value == b"keep-alive" or (
+                    keep_alive and value != b"close"
+                )
+        if chunked:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif length is not None:
+            await reader.readexactly(length)
+        elif status >= 200 and status not in (204, 304):
+            await reader.read()  # no length: the body ends with the connection
+            keep_alive = False
+        return status, keep_alive
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
 async def _run_load(
     requests: Sequence[HttpRequest] | Callable[[], Sequence[HttpRequest]],
     *,
@@ -536,68 +650,51 @@ async def _run_load(
     warmup: Sequence[HttpRequest],
     timeout: float,
 ) -> LoadResult:
-    import httpx
+    pool = [_Connection() for _ in range(clients)]
 
-    # One client (one keep-alive connection) per concurrent worker, like independent
-    # senders. A single shared pool of N connections costs the generator several
-    # times more CPU per request at N=50 (httpcore's pool bookkeeping) and would
-    # make the generator, not the server, the limit.
-    async with contextlib.AsyncExitStack() as stack:
-        pool = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    timeout=timeout,
-                    trust_env=False,
-                )
-            )
-            for _ in range(clients)
-        ]
-
-        async def drive(
-            client: httpx.AsyncClient,
-            queue: deque[HttpRequest],
-            deadline: float,
-            result: LoadResult | None,
-        ) -> None:
-            while queue and time.monotonic() < deadline:
-                request = queue.popleft()
-                started = time.perf_counter()
-                try:
-                    response = await client.request(
-                        request.method,
-                        request.url,
-                        headers=request.headers,
-                        content=request.content,
-                    )
-                except httpx.HTTPError as error:
-                    if result is not None:
-                        result.exceptions[type(error).__name__] += 1
-                    continue
+    async def drive(
+        connection: _Connection,
+        queue: deque[_Wire],
+        deadline: float,
+        result: LoadResult | None,
+    ) -> None:
+        while queue and time.monotonic() < deadline:
+            wire = queue.popleft()
+            started = time.perf_counter()
+            try:
+                status = await asyncio.wait_for(connection.exchange(wire), timeout)
+            except (OSError, TimeoutError, HttpExchangeError, ValueError) as error:
                 if result is not None:
-                    result.latencies.append(time.perf_counter() - started)
-                    result.statuses[response.status_code] += 1
+                    result.exceptions[type(error).__name__] += 1
+                continue
+            if result is not None:
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[status] += 1
 
+    try:
         if warmup:
             # Every client sends warm-up requests (opening its connection) before timing starts.
-            warm_queue = deque(warmup)
+            warm_queue = deque(_encode(request) for request in warmup)
             deadline = time.monotonic() + time_limit
             await asyncio.gather(
-                *(drive(client, warm_queue, deadline, None) for client in pool)
+                *(drive(connection, warm_queue, deadline, None) for connection in pool)
             )
         batch = list(requests() if callable(requests) else requests)
         result = LoadResult(
             requested=len(batch), clients=clients, warmup_requests=len(warmup)
         )
-        queue = deque(batch)
+        queue = deque(_encode(request) for request in batch)
         started = time.perf_counter()
         deadline = time.monotonic() + time_limit
         await asyncio.gather(
-            *(drive(client, queue, deadline, result) for client in pool)
+            *(drive(connection, queue, deadline, result) for connection in pool)
         )
         result.elapsed = time.perf_counter() - started
         result.not_sent = len(queue)
         return result
+    finally:
+        for connection in pool:
+            await connection.close()
 
 
 # --- CPU accounting ------------------------------------------------------------------------

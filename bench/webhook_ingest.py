@@ -65,6 +65,9 @@ DRAIN_TIMEOUT_SECONDS = 600.0
 # Give up draining earlier when the lead count has not moved for this long.
 DRAIN_STALL_SECONDS = 120.0
 SERVER_START_TIMEOUT_SECONDS = 90.0
+# Percent of a core that processes outside the benchmark may take before a phase is
+# reported as measured on a busy machine.
+OTHER_CPU_WARNING_PERCENT = 25.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -256,6 +259,17 @@ def cpu_text(percent: dict[str, float]) -> str:
     return ", ".join(f"{names.get(k, k)} {v:.0f}%" for k, v in percent.items())
 
 
+def warn_if_contended(phase: str, percent: dict[str, float]) -> None:
+    """Say so when processes outside the benchmark took a share of the two cores that
+    makes the phase's figures, and the ratio built on them, untrustworthy."""
+    other = percent.get("_other", 0.0)
+    if other > OTHER_CPU_WARNING_PERCENT:
+        print(
+            f"  warning: other processes used {other:.0f}% of a core during the {phase}; "
+            "its figures and the ratio reflect a shared machine, not the server"
+        )
+
+
 # --- Main ----------------------------------------------------------------------------------
 
 
@@ -318,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_cpu = meter.stop()
         describe("webhooks", webhook)
         print(f"  CPU during the phase (100% = one core): {cpu_text(webhook_cpu)}")
+        warn_if_contended("webhook phase", webhook_cpu)
 
         accepted = webhook.statuses.get(202, 0)
         leads_at_end_of_load = lead_count(tenant, connection_pk)
@@ -364,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ping_cpu = meter.stop()
         describe("pings", ping)
         print(f"  CPU during the phase (100% = one core): {cpu_text(ping_cpu)}")
+        warn_if_contended("ping phase", ping_cpu)
         print("stopping the server and the worker ...")
 
     ratio = webhook.rate / ping.rate if ping.rate else float("nan")

@@ -10,9 +10,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import connection
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ParseError, Throttled
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
@@ -22,6 +28,8 @@ from chat import services as chat_services
 from chat.ai import service as ai_service
 from chat.ai.context import context_load
 from chat.models import ChatSession, MessageChannel, SessionMode
+from chat.throttle import TokenLookupsLimitedError, chat_link_resolve_limited
+from leadorch.ratelimit import client_ip
 
 
 class MessageOut(serializers.Serializer):
@@ -38,6 +46,29 @@ class MessageOut(serializers.Serializer):
     appointment = serializers.DictField(required=False)
 
 
+class ErrorOut(serializers.Serializer):
+    """Every error: a code and what was wrong (a message, or each field's errors)."""
+
+    error = serializers.CharField()
+    detail = serializers.JSONField()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request was refused as it stands (invalid data, or the conversation's "
+    "message rate).",
+    404: "The chat link opens nothing: unknown, expired or revoked.",
+    415: "The body is not JSON, a form or multipart.",
+    429: "Too many requests from this address; see Retry-After.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    return {
+        code: OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[code])
+        for code in codes
+    }
+
+
 class TokenLookupThrottle(SimpleRateThrottle):
     """Per client address: token guessing gets nowhere fast."""
 
@@ -50,12 +81,33 @@ class TokenLookupThrottle(SimpleRateThrottle):
             "ident": f"{connection.schema_name}:{self.get_ident(request)}",
         }
 
+    def get_ident(self, request: Request) -> str:
+        # DRF's own reads a client-supplied X-Forwarded-For as is: one header per
+        # request would make every request a new client.
+        return client_ip(request)
+
+
+class JSONBodyParser(JSONParser):
+    """DRF's, refusing a body nested deeper than the decoder goes as malformed (not a 500)."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as error:
+            raise ParseError("JSON parse error - nested too deeply.") from error
+
 
 class ChatApi(APIView):
     throttle_classes = [TokenLookupThrottle]
+    parser_classes = [JSONBodyParser, FormParser, MultiPartParser]
 
     def session_for(self, token: str) -> ChatSession:
-        session = chat_services.chat_link_resolve(token=token)
+        try:
+            session = chat_link_resolve_limited(
+                token=token, client_ip=client_ip(self.request)
+            )
+        except TokenLookupsLimitedError as error:
+            raise Throttled(wait=error.retry_after) from error
         if session is None:
             raise NotFound("This chat link is not valid. Ask the shop for a new one.")
         return session
@@ -68,23 +120,34 @@ class MessageIn(serializers.Serializer):
     )
 
 
+CHAT_POSTED = inline_serializer(
+    "ChatPosted", {"message": MessageOut(), "replies": MessageOut(many=True)}
+)
+
+
 class ChatMessagesApi(ChatApi):
     @extend_schema(
         operation_id="chat_messages_list",
         parameters=[
             OpenApiParameter(
-                "after", int, required=False, description="Only messages after this id."
+                "after",
+                {"type": "integer", "minimum": 0},
+                required=False,
+                description="Only messages after this id.",
             )
         ],
-        responses=inline_serializer(
-            "ChatMessages",
-            {"messages": MessageOut(many=True), "mode": serializers.CharField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "ChatMessages",
+                {"messages": MessageOut(many=True), "mode": serializers.CharField()},
+            ),
+            **error_responses(400, 404, 429),
+        },
     )
     def get(self, request: Request, token: str) -> Response:
         session = self.session_for(token)
         after = request.query_params.get("after", "")
-        if after and not after.isdigit():
+        if after and not (after.isascii() and after.isdigit()):
             return Response(
                 {"error": "invalid", "detail": "after must be a message id."},
                 status=status.HTTP_400_BAD_REQUEST,
@@ -103,10 +166,12 @@ class ChatMessagesApi(ChatApi):
         operation_id="chat_messages_create",
         request=MessageIn,
         responses={
-            201: inline_serializer(
-                "ChatPosted",
-                {"message": MessageOut(), "replies": MessageOut(many=True)},
-            )
+            200: OpenApiResponse(
+                CHAT_POSTED,
+                description="A resent message (same client_id): stored once.",
+            ),
+            201: CHAT_POSTED,
+            **error_responses(400, 404, 415, 429),
         },
     )
     def post(self, request: Request, token: str) -> Response:
@@ -141,17 +206,20 @@ class ChatMessagesApi(ChatApi):
 class ChatContextApi(ChatApi):
     @extend_schema(
         operation_id="chat_context",
-        responses=inline_serializer(
-            "ChatContext",
-            {
-                "first_name": serializers.CharField(),
-                "vehicle": serializers.CharField(),
-                "mode": serializers.CharField(),
-                "location": serializers.DictField(),
-                "services": serializers.ListField(child=serializers.DictField()),
-                "appointment": serializers.DictField(allow_null=True),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "ChatContext",
+                {
+                    "first_name": serializers.CharField(),
+                    "vehicle": serializers.CharField(),
+                    "mode": serializers.CharField(),
+                    "location": serializers.DictField(),
+                    "services": serializers.ListField(child=serializers.DictField()),
+                    "appointment": serializers.DictField(allow_null=True),
+                },
+            ),
+            **error_responses(404, 429),
+        },
     )
     def get(self, request: Request, token: str) -> Response:
         session = self.session_for(token)
@@ -202,18 +270,29 @@ class AppointmentIn(serializers.Serializer):
     )
 
 
+CHAT_BOOKED = inline_serializer(
+    "ChatBooked",
+    {
+        "messages": MessageOut(many=True),
+        "appointment": serializers.DictField(allow_null=True),
+    },
+)
+
+
 class ChatAppointmentApi(ChatApi):
     @extend_schema(
         operation_id="chat_appointment_book",
         request=AppointmentIn,
         responses={
-            201: inline_serializer(
-                "ChatBooked",
-                {
-                    "messages": MessageOut(many=True),
-                    "appointment": serializers.DictField(allow_null=True),
-                },
-            )
+            200: OpenApiResponse(
+                CHAT_BOOKED, description="A resent press (same client_id)."
+            ),
+            201: CHAT_BOOKED,
+            409: OpenApiResponse(
+                CHAT_BOOKED,
+                description="Taken meanwhile: the answer offers the nearest free times.",
+            ),
+            **error_responses(400, 404, 415, 429),
         },
     )
     def post(self, request: Request, token: str) -> Response:

@@ -41,7 +41,9 @@ from chat import services as chat_services
 from chat.ai import service as ai_service
 from chat.db import in_schema
 from chat.models import MessageChannel
+from chat.throttle import TokenLookupsLimitedError, chat_link_resolve_limited
 from leadorch.errors import ApplicationError
+from leadorch.ratelimit import client_ip_of_scope
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ CLOSE_NOT_FOUND = 4404
 # Daphne sends only 1000 or 3000-4999 as close codes: 4000 + the standard code.
 CLOSE_TOO_BIG = 4009
 CLOSE_UNSUPPORTED = 4003
+# Too many links that open nothing from this address (chat.throttle).
+CLOSE_RATE_LIMITED = 4429
 
 
 def _frame_limit() -> int:
@@ -56,8 +60,8 @@ def _frame_limit() -> int:
     return settings.CHAT_MESSAGE_MAX_CHARS * 6 + 1024
 
 
-def _open(token: str, after: int | None) -> dict[str, Any] | None:
-    session = chat_services.chat_link_resolve(token=token)
+def _open(token: str, after: int | None, client_ip: str) -> dict[str, Any] | None:
+    session = chat_link_resolve_limited(token=token, client_ip=client_ip)
     if session is None:
         return None
     return {
@@ -92,7 +96,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         after = _int_or_none((query.get("after") or [""])[0])
-        opened = await in_schema(self.schema_name, _open, token, after, parallel=True)
+        try:
+            opened = await in_schema(
+                self.schema_name,
+                _open,
+                token,
+                after,
+                client_ip_of_scope(self.scope),
+                parallel=True,
+            )
+        except TokenLookupsLimitedError:
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return
         if opened is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return

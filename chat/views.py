@@ -10,6 +10,8 @@ from django.views.decorators.http import require_GET
 
 from chat import services as chat_services
 from chat.api import context_payload
+from chat.throttle import TokenLookupsLimitedError, chat_link_resolve_limited
+from leadorch.ratelimit import client_ip
 
 # Only our own scripts, styles and socket; nothing inline, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -39,7 +41,12 @@ def _private(response: HttpResponse) -> HttpResponse:
 
 @require_GET
 def chat_page(request: HttpRequest, token: str) -> HttpResponse:
-    session = chat_services.chat_link_resolve(token=token)
+    try:
+        session = chat_link_resolve_limited(token=token, client_ip=client_ip(request))
+    except TokenLookupsLimitedError as error:
+        response = render(request, "chat/too_many_lookups.html", status=429)
+        response["Retry-After"] = str(error.retry_after)
+        return _private(response)
     if session is None:
         return _private(render(request, "chat/link_invalid.html", status=404))
     messages = chat_services.messages_after(session=session)

@@ -1,5 +1,7 @@
-"""ASGI entry point: HTTP through Django (tenant routing in middleware), WebSockets
-through Channels (tenant from the Host header, origin checked against ALLOWED_HOSTS)."""
+"""ASGI entry point: HTTP through Django (tenant routing in middleware), except
+ShopMonkey deliveries, which leads.asgi answers ahead of Django with the same
+service and answers; WebSockets through Channels (tenant from the Host header,
+origin checked against ALLOWED_HOSTS)."""
 
 import os
 
@@ -15,9 +17,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from leadorch.channels_tenancy import TenantWebsocketMiddleware  # noqa: E402
+from leads.asgi import ShopMonkeyWebhookRoute  # noqa: E402
 
 websocket_app = AllowedHostsOriginValidator(
     TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns))
 )
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app})
+application = ProtocolTypeRouter(
+    {"http": ShopMonkeyWebhookRoute(django_asgi_app), "websocket": websocket_app}
+)

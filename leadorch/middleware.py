@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import get_tenant_domain_model
 
 from leadorch.health import health_check
 
@@ -24,19 +25,21 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(("/api/", "/webhooks/"))
 
 
+# The JSON answer while the database cannot be reached, and when to try again.
+SERVICE_UNAVAILABLE = {
+    "error": "service_unavailable",
+    "detail": "The database is unavailable; try again shortly.",
+}
+RETRY_AFTER_SECONDS = 5
+
+
 def service_unavailable(request: HttpRequest) -> HttpResponse:
     """The answer while the database cannot be reached: 503 with a retry hint, never a 500."""
     if _wants_json(request):
-        response: HttpResponse = JsonResponse(
-            {
-                "error": "service_unavailable",
-                "detail": "The database is unavailable; try again shortly.",
-            },
-            status=503,
-        )
+        response: HttpResponse = JsonResponse(SERVICE_UNAVAILABLE, status=503)
     else:
         response = HttpResponse(render_to_string("503.html"), status=503)
-    response["Retry-After"] = "5"
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
@@ -61,28 +64,49 @@ class HealthCheckMiddleware:
         return self.get_response(request)
 
 
+_host_tenants: dict[str, tuple[float, Any]] = {}
+_host_tenants_lock = threading.Lock()
+
+
+def cached_tenant(hostname: str) -> Any | None:
+    """The brand of ``hostname`` when this process looked it up within
+    DOMAIN_CACHE_SECONDS, else None. Never touches the database."""
+    cached = _host_tenants.get(hostname)
+    if cached is not None and cached[0] > time.monotonic():
+        return copy.copy(cached[1])
+    return None
+
+
+def tenant_for_host(hostname: str) -> Any:
+    """The brand a host belongs to (a copy, free to annotate), looked up in the public
+    schema and kept for DOMAIN_CACHE_SECONDS in the process.
+
+    A brand's hosts rarely change; a change is seen by every process within
+    DOMAIN_CACHE_SECONDS. Raises the domain model's DoesNotExist for an unknown host.
+    """
+    tenant = cached_tenant(hostname)
+    if tenant is not None:
+        return tenant
+    expires = time.monotonic() + settings.DOMAIN_CACHE_SECONDS
+    domain = (
+        get_tenant_domain_model().objects.select_related("tenant").get(domain=hostname)
+    )
+    with _host_tenants_lock:
+        if len(_host_tenants) > 10_000:
+            _host_tenants.clear()
+        _host_tenants[hostname] = (expires, domain.tenant)
+    return copy.copy(domain.tenant)
+
+
 class TenantMiddleware(TenantMainMiddleware):
     """django-tenants routing by host, answering 503 when the database is down.
 
-    Host-to-brand answers are kept for a few seconds in the process, which saves a
-    query (and a search_path switch) on every request. A brand's hosts rarely
-    change; a change is seen by every process within DOMAIN_CACHE_SECONDS.
+    Host-to-brand answers come from :func:`tenant_for_host`, which saves a query
+    (and a search_path switch) on most requests.
     """
 
-    _cache: dict[str, tuple[float, Any]] = {}
-    _lock = threading.Lock()
-
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
-        now = time.monotonic()
-        cached = self._cache.get(hostname)
-        if cached is not None and cached[0] > now:
-            return copy.copy(cached[1])
-        tenant = super().get_tenant(domain_model, hostname)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[hostname] = (now + settings.DOMAIN_CACHE_SECONDS, tenant)
-        return copy.copy(tenant)
+        return tenant_for_host(hostname)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         try:

@@ -203,6 +203,11 @@ POLL_INITIAL_LOOKBACK_HOURS = env.int("POLL_INITIAL_LOOKBACK_HOURS", default=24)
 POLL_OVERLAP_SECONDS = env.int("POLL_OVERLAP_SECONDS", default=120)
 # Larger webhook bodies are refused with 413.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=262_144)
+# Seconds a process keeps a webhook's connection (and its decrypted secret) after
+# reading it; an edit made in another process is seen within this time (0: no cache).
+WEBHOOK_CONNECTION_CACHE_SECONDS = env.float(
+    "WEBHOOK_CONNECTION_CACHE_SECONDS", default=5.0
+)
 # Ingest only leads whose contact matches a connection's demo patterns, whatever the connection says.
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 # Tasks queued for every new lead (dotted paths taking schema_name and lead_id).
@@ -321,13 +326,29 @@ SECURE_SSL_REDIRECT = HTTPS and env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int(
     "SECURE_HSTS_SECONDS", default=0 if not HTTPS else 31536000
 )
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https")
-    if env.bool("BEHIND_PROXY", default=False)
-    else None
+# Every brand and the platform are subdomains of BASE_DOMAIN, all served over HTTPS.
+# (HSTS is sent only with HTTPS and SECURE_HSTS_SECONDS.)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True
 )
+# Asking browsers to preload the domain binds every subdomain of it for good: the
+# operator's decision, so off unless set, and Django's reminder of it is silenced.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Behind BEHIND_PROXY, how many proxies append to X-Forwarded-For: the client address
+# that rate limits count is the entry the outermost of them appended.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Webhook requests per minute for each ShopMonkey connection and for each brand's
+# Twilio and SendGrid endpoints (0: no limit); more are answered 429.
+WEBHOOK_RATE_PER_MINUTE = env.int("WEBHOOK_RATE_PER_MINUTE", default=6000)
+# Chat links that open nothing, per client address and minute, before that address
+# gets 429 (page, API) or a refused socket for the rest of the minute (0: no limit).
+CHAT_TOKEN_FAILURES_PER_MINUTE = env.int("CHAT_TOKEN_FAILURES_PER_MINUTE", default=20)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -381,7 +402,15 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Chat tokens in paths and secret values never reach the log (leadorch.logging).
+    "filters": {"redact": {"()": "leadorch.logging.RedactTokensFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
@@ -389,6 +418,8 @@ LOGGING = {
         # One INFO line per request is noise; failures surface as our own errors.
         "httpx": {"level": "WARNING"},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        # The web server's access log (python -m leadorch.web), one line per request.
+        "daphne.access": {"level": env.str("ACCESS_LOG_LEVEL", default="INFO")},
     },
 }
 

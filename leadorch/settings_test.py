@@ -31,6 +31,7 @@ STORAGES = {
 }
 # Brands come and go between tests; routing must see that at once.
 DOMAIN_CACHE_SECONDS = 0
+WEBHOOK_CONNECTION_CACHE_SECONDS = 0
 # Catalog and spend changes must be seen by the next answer.
 CHAT_CONTEXT_CACHE_SECONDS = 0
 AI_SPEND_CACHE_SECONDS = 0

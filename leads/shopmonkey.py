@@ -104,7 +104,8 @@ def _str(value: Any) -> str:
     if isinstance(value, bool):
         return ""
     if isinstance(value, str | int | float):
-        return str(value).strip()
+        # PostgreSQL text cannot hold NUL characters; they never mean anything here.
+        return str(value).replace("\x00", "").strip()
     return ""
 
 
@@ -490,7 +491,7 @@ class ShopMonkeyClient:
     ) -> dict[str, Any]:
         try:
             body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ShopMonkeyResponseError(
                 f"ShopMonkey answered {method} {path} with something that is not JSON "
                 f"({response.headers.get('content-type', 'no content type')}).",
@@ -517,7 +518,7 @@ class ShopMonkeyClient:
             body = response.json()
             if isinstance(body, dict):
                 message, code = _str(body.get("message")), _str(body.get("code"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             pass
         text = f"ShopMonkey answered {method} {path} with HTTP {status}" + (
             f": {message}" if message else "."

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import binascii
+import copy
 import json
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
 
 from leadorch.errors import ApplicationError
+from leadorch.ratelimit import webhook_rate_limited
 from leadorch.tasks import enqueue_on_commit
 from leads.intake import connection_client, intake_process_order
 from leads.models import CRMConnection, DeliveryStatus, LeadSource, WebhookDelivery
@@ -34,8 +42,129 @@ MAX_PROCESSING_TRIES = 5
 PROCESSING_TIMEOUT = timedelta(minutes=10)
 
 
+# The request headers a delivery is checked and stored with (lower case).
+SIGNATURE_HEADERS = (
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-attempt",
+)
+
+
 class SignatureError(ApplicationError):
     """The delivery is not signed with the connection's secret (or is stale)."""
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """What to answer a delivery: an HTTP status, its JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _refusal(status: int, code: str, detail: str) -> WebhookAnswer:
+    return WebhookAnswer(status, {"error": code, "detail": detail})
+
+
+def webhook_deliver(
+    *,
+    connection_id: UUID,
+    body: bytes,
+    headers: Mapping[str, str],
+    declared_length: str = "",
+) -> WebhookAnswer:
+    """Take one delivery to a connection of the current brand: check it, store it in the
+    inbox with its processing queued, and say what to answer.
+
+    The checks run in this order: declared size (413), connection (404), the
+    connection's rate limit (429, WEBHOOK_RATE_PER_MINUTE), actual size (413), signature and timestamp (401), body (400). A stored delivery is 202, a
+    redelivered record version 200. ``headers`` holds SIGNATURE_HEADERS (missing ones
+    empty); ``body`` may be cut at one byte past WEBHOOK_MAX_BODY_BYTES. Database
+    errors propagate: the caller answers 503.
+    """
+    limit = settings.WEBHOOK_MAX_BODY_BYTES
+    too_large = _refusal(413, "too_large", f"The body is larger than {limit} bytes.")
+    if declared_length.isdigit() and int(declared_length) > limit:
+        return too_large
+    crm = webhook_connection(public_id=connection_id)
+    if crm is None:
+        return _refusal(
+            404, "unknown_connection", "No active connection has this id at this host."
+        )
+    limited = webhook_rate_limited(source="shopmonkey", ident=str(crm.public_id))
+    if limited is not None:
+        return WebhookAnswer(
+            429, limited, headers={"Retry-After": str(limited["retry_after"])}
+        )
+    if len(body) > limit:
+        return too_large
+    try:
+        webhook_verify(connection=crm, body=body, headers=dict(headers))
+        event = webhook_parse(body)
+    except SignatureError as error:
+        return _refusal(401, error.code, error.message)
+    except ApplicationError as error:
+        return _refusal(400, error.code, error.message)
+    received = webhook_receive(
+        connection=crm, body=body, headers=dict(headers), event=event
+    )
+    if received.duplicate:
+        return WebhookAnswer(
+            200,
+            {
+                "status": "duplicate",
+                "detail": "This record version was received before.",
+            },
+        )
+    return WebhookAnswer(202, {"status": "accepted", "delivery": received.delivery.pk})
+
+
+_connections: dict[tuple[str, UUID], tuple[float, CRMConnection]] = {}
+_connections_lock = threading.Lock()
+
+
+def webhook_connection(*, public_id: UUID) -> CRMConnection | None:
+    """The active connection of the current brand that a delivery URL names, or None.
+
+    Kept in the process for WEBHOOK_CONNECTION_CACHE_SECONDS with its secret already
+    decrypted, so a burst of deliveries costs neither a query nor a decryption each.
+    Saving or deleting a connection forgets it in this process at once; other
+    processes see the change within that time. Returns a copy, free to change.
+    """
+    cached = webhook_connection_cached(
+        schema_name=db_connection.schema_name, public_id=public_id
+    )
+    if cached is not None:
+        return cached
+    expires = time.monotonic() + settings.WEBHOOK_CONNECTION_CACHE_SECONDS
+    crm = CRMConnection.objects.filter(public_id=public_id, is_active=True).first()
+    if crm is None or settings.WEBHOOK_CONNECTION_CACHE_SECONDS <= 0:
+        return crm
+    with _connections_lock:
+        if len(_connections) > 10_000:
+            _connections.clear()
+        _connections[(db_connection.schema_name, public_id)] = (expires, crm)
+    return copy.copy(crm)
+
+
+def webhook_connection_cached(
+    *, schema_name: str, public_id: UUID
+) -> CRMConnection | None:
+    """The connection when this process read it within WEBHOOK_CONNECTION_CACHE_SECONDS,
+    else None. Never touches the database."""
+    cached = _connections.get((schema_name, public_id))
+    if cached is not None and cached[0] > time.monotonic():
+        return copy.copy(cached[1])
+    return None
+
+
+def webhook_connection_forget(*, public_id: UUID) -> None:
+    """Drop a connection from this process's cache (it was saved or deleted)."""
+    with _connections_lock:
+        for key in [key for key in _connections if key[1] == public_id]:
+            del _connections[key]
 
 
 def webhook_verify(
@@ -76,6 +205,10 @@ def webhook_parse(body: bytes) -> WebhookEvent:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApplicationError(
             f"The body is not valid JSON: {error}.", code="invalid_json"
+        ) from error
+    except RecursionError as error:  # nested deeper than the decoder goes
+        raise ApplicationError(
+            "The body is not valid JSON: nested too deeply.", code="invalid_json"
         ) from error
     try:
         return WebhookEvent.from_body(payload)

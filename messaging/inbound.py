@@ -521,18 +521,35 @@ def sendgrid_signature_verify(
 
 
 def sendgrid_events_parse(body: bytes) -> list[Any]:
-    """The events of a verified body. Raises ApplicationError (``invalid_json``) unless it is a JSON list."""
+    """The events of a verified body. Raises ApplicationError (``invalid_json``) unless it is a JSON list.
+
+    NUL characters are dropped from every string: PostgreSQL text cannot hold them.
+    """
     try:
         events = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApplicationError(
             f"The body is not valid JSON: {error}.", code="invalid_json"
         ) from error
+    except RecursionError as error:  # nested deeper than the decoder goes
+        raise ApplicationError(
+            "The body is not valid JSON: nested too deeply.", code="invalid_json"
+        ) from error
     if not isinstance(events, list):
         raise ApplicationError(
             "The body must be a JSON list of events.", code="invalid_json"
         )
-    return events
+    return [_without_nul(event) for event in events]
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 @dataclass

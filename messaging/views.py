@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from leadorch.errors import ApplicationError
+from leadorch.ratelimit import webhook_rate_limit_response
 from messaging import inbound
 from messaging.unsubscribe import unsubscribe_address
 
@@ -45,22 +46,37 @@ def _twilio_refusal(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def _field(request: HttpRequest, *names: str) -> str:
+    """The first non-empty of the form fields ``names``, without NUL characters:
+    PostgreSQL text cannot hold them (the signature was checked on the raw form)."""
+    for name in names:
+        value = request.POST.get(name, "").replace("\x00", "")
+        if value:
+            return value
+    return ""
+
+
+def _rate_refusal(source: str) -> JsonResponse | None:
+    """429 past WEBHOOK_RATE_PER_MINUTE requests of ``source`` at this brand (or the platform host)."""
+    return webhook_rate_limit_response(source=source, ident=connection.schema_name)
+
+
 @csrf_exempt
 @require_POST
 def twilio_inbound_sms(request: HttpRequest) -> HttpResponse:
     """A customer's SMS to the brand's number: verify, store once, act on it; answer empty TwiML."""
-    refusal = _twilio_refusal(request)
+    refusal = _rate_refusal("twilio") or _twilio_refusal(request)
     if refusal is not None:
         return refusal
-    message_sid = request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
-    sender = request.POST.get("From", "")
+    message_sid = _field(request, "MessageSid", "SmsSid")
+    sender = _field(request, "From")
     if not message_sid or not sender:
         return _error(400, "invalid_body", "MessageSid and From are required.")
     inbound.inbound_sms_receive(
         provider_message_id=message_sid,
         from_number=sender,
-        to_number=request.POST.get("To", ""),
-        body=request.POST.get("Body", ""),
+        to_number=_field(request, "To"),
+        body=_field(request, "Body"),
     )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
@@ -69,17 +85,17 @@ def twilio_inbound_sms(request: HttpRequest) -> HttpResponse:
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
     """Twilio's status callback for an SMS we sent: 204 when applied, 200 for a MessageSid we do not know."""
-    refusal = _twilio_refusal(request)
+    refusal = _rate_refusal("twilio") or _twilio_refusal(request)
     if refusal is not None:
         return refusal
-    message_sid = request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
-    status = request.POST.get("MessageStatus") or request.POST.get("SmsStatus") or ""
+    message_sid = _field(request, "MessageSid", "SmsSid")
+    status = _field(request, "MessageStatus", "SmsStatus")
     if not message_sid or not status:
         return _error(400, "invalid_body", "MessageSid and MessageStatus are required.")
     result = inbound.outbound_status_apply(
         provider_message_id=message_sid,
         status=status,
-        error_code=request.POST.get("ErrorCode", ""),
+        error_code=_field(request, "ErrorCode"),
     )
     if not result.found:
         return JsonResponse(
@@ -97,6 +113,9 @@ def sendgrid_events(request: HttpRequest) -> JsonResponse:
     At a brand's host only that brand's events apply; at the platform host each
     event's ``tenant`` custom arg names its brand.
     """
+    limited = _rate_refusal("sendgrid")
+    if limited is not None:
+        return limited
     declared = request.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > SENDGRID_MAX_BODY_BYTES:
         return _error(

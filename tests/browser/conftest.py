@@ -155,8 +155,8 @@ def live_chat_server(
         env=env,
         check=True,
     )
-    daphne = Path(sys.executable).with_name("daphne")
-    command = [str(daphne)] if daphne.exists() else [sys.executable, "-m", "daphne"]
+    # The production command: daphne with its access log through logging.
+    command = [sys.executable, "-m", "leadorch.web"]
     command += ["-b", "127.0.0.1", "-p", str(server.port), "leadorch.asgi:application"]
     with server.log.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed arguments

@@ -153,8 +153,8 @@ class Stack:
         return process
 
     def web(self, name: str, port: int) -> Process:
-        daphne = Path(sys.executable).with_name("daphne")
-        command = [str(daphne)] if daphne.exists() else [sys.executable, "-m", "daphne"]
+        # The production command: daphne with its access log through logging.
+        command = [sys.executable, "-m", "leadorch.web"]
         command += ["-b", "127.0.0.1", "-p", str(port), "leadorch.asgi:application"]
         return self.start(name, command)
 

@@ -51,7 +51,8 @@ class Command(BaseCommand):
             "web": [
                 sys.executable,
                 "-m",
-                "daphne",
+                # daphne, with its access log through logging (tokens redacted).
+                "leadorch.web",
                 "-b",
                 host,
                 "-p",
