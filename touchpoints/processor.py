@@ -15,7 +15,8 @@ A touch point moves ``scheduled → claimed → sending → sent | recorded | bl
 4. *outcome*: each row takes its message's outcome. A provider answer that
    leaves it unclear whether the message went out makes the row
    ``needs_review``, and so does a row found still ``sending`` after a crash
-   (see ``touchpoints_recover_stuck``). Neither is ever sent again by itself.
+   whose message may have reached the provider (see
+   ``touchpoints_recover_stuck``). Neither is ever sent again by itself.
 """
 
 from __future__ import annotations
@@ -304,15 +305,96 @@ def _defer_after_block(
 
 
 def touchpoints_recover_stuck(*, now: datetime | None = None) -> int:
-    """Rows left ``sending`` by a worker that died: mark them for review, never send again."""
+    """Settle rows left ``sending`` by a worker that died, from what their messages say.
+
+    A batch commits its OutboundMessage rows before it calls any provider, with
+    ``created_at`` equal to the rows' ``sending_at``, so each stuck row finds its
+    message (rows of one lead and channel in one batch pair up in order):
+
+    - no message: nothing reached a provider; the row is scheduled again, due now;
+    - a message with an outcome (sent, failed, recorded, blocked): the row takes it,
+      as the worker would have (a block that passes with time schedules it again);
+    - a message still ``sending``: the provider may or may not have it; the message
+      becomes ``unknown`` and the row ``needs_review``, linked to it. Never resent.
+
+    Returns the number of rows settled.
+    """
     now = now or timezone.now()
-    return TouchPoint.objects.filter(
-        status=TouchPointStatus.SENDING, sending_at__lt=now - SENDING_TIMEOUT
-    ).update(
-        status=TouchPointStatus.NEEDS_REVIEW,
-        reason="The worker stopped while sending; check the message before sending it by hand",
-        finished_at=now,
-    )
+    with transaction.atomic():
+        stuck = list(
+            TouchPoint.objects.filter(
+                status=TouchPointStatus.SENDING, sending_at__lt=now - SENDING_TIMEOUT
+            )
+            .select_for_update(skip_locked=True)
+            .order_by("pk")
+        )
+        if not stuck:
+            return 0
+        messages = _batch_messages(stuck)
+        settled: list[TouchPoint] = []
+        unknown: list[int] = []
+        for touchpoint in stuck:
+            message = messages.get(touchpoint.pk)
+            if message is None or (
+                message.status == MessageStatus.BLOCKED
+                and message.block_reason in DEFERRABLE
+            ):
+                _defer(touchpoint, now, "The worker stopped before sending", now)
+                continue
+            if message.status == MessageStatus.SENDING:
+                unknown.append(message.pk)
+                touchpoint.status = TouchPointStatus.NEEDS_REVIEW
+                touchpoint.reason = (
+                    "The worker stopped while sending; check the message before "
+                    "sending it by hand"
+                )
+            else:
+                touchpoint.status = OUTCOME.get(
+                    message.status, TouchPointStatus.NEEDS_REVIEW
+                )
+                touchpoint.reason = (
+                    message.get_block_reason_display()
+                    if message.block_reason
+                    else message.error[:200]
+                )
+            touchpoint.outbound_message = message
+            settled.append(touchpoint)
+        OutboundMessage.objects.filter(
+            pk__in=unknown, status=MessageStatus.SENDING
+        ).update(
+            status=MessageStatus.UNKNOWN,
+            error="The worker stopped while sending: the provider may or may not "
+            "have accepted it",
+            updated_at=now,
+        )
+        _finish(settled, now)
+    if unknown:
+        logger.warning(
+            "%d touch point(s) left sending by a stopped worker need review",
+            len(unknown),
+        )
+    return len(stuck)
+
+
+def _batch_messages(touchpoints: list[TouchPoint]) -> dict[int, OutboundMessage]:
+    """The cadence message each row's batch recorded for it, by touch point id."""
+    rows = OutboundMessage.objects.filter(
+        lead_id__in={t.lead_id for t in touchpoints},
+        kind=MessageKind.CADENCE,
+        created_at__in={t.sending_at for t in touchpoints},
+    ).order_by("pk")
+    waiting: dict[tuple, list[OutboundMessage]] = {}
+    for message in rows:
+        key = (message.lead_id, message.channel, message.created_at)
+        waiting.setdefault(key, []).append(message)
+    found = {}
+    for touchpoint in touchpoints:  # in pk order, as the batch recorded them
+        queue = waiting.get(
+            (touchpoint.lead_id, touchpoint.channel, touchpoint.sending_at)
+        )
+        if queue:
+            found[touchpoint.pk] = queue.pop(0)
+    return found
 
 
 def touchpoints_due_exist(*, now: datetime | None = None) -> bool:

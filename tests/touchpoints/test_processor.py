@@ -237,39 +237,95 @@ def test_a_timeout_after_the_request_left_is_never_resent(
     assert len(twilio.requests) == 1
 
 
-def test_a_worker_killed_after_marking_sending_never_resends(live, lead, monkeypatch):
-    """The crash lands between 'sending' committed and the provider call."""
+class WorkerKilledError(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, no except clause catches it."""
 
-    class WorkerKilledError(BaseException):
-        pass
 
-    def die(*args, **kwargs):
-        raise WorkerKilledError
+def _die(*args, **kwargs):
+    raise WorkerKilledError
 
+
+def _crash_first_batch(lead, monkeypatch, target: str) -> None:
     services.cadence_start(lead=lead, now=DAYTIME)
-    monkeypatch.setattr("touchpoints.processor.messaging.messages_send", die)
+    monkeypatch.setattr(target, _die)
     with pytest.raises(WorkerKilledError):
         processor.touchpoints_process_due(now=DAYTIME)
     monkeypatch.undo()
     assert TouchPoint.objects.filter(status=TouchPointStatus.SENDING).count() == 2
+    # another worker comes by before the timeout: nothing it may claim
+    later = processor.touchpoints_process_due(now=DAYTIME + timedelta(minutes=1))
+    assert later.claimed == 0
 
-    # another worker comes by: nothing due is claimable, and later the rows are flagged
-    assert (
-        processor.touchpoints_process_due(now=DAYTIME + timedelta(minutes=1)).claimed
-        == 0
-    )
-    flagged = processor.touchpoints_recover_stuck(now=DAYTIME + timedelta(minutes=11))
-    assert flagged == 2
-    assert (
-        processor.touchpoints_process_due(now=DAYTIME + timedelta(minutes=12)).claimed
-        == 0
+
+def test_rows_a_worker_left_before_recording_their_messages_are_sent_later_once(
+    live, lead, monkeypatch
+):
+    """The crash lands between 'sending' committed and the messages recorded: no
+    provider was called (messages are committed before any call), so nothing is lost."""
+    _crash_first_batch(
+        lead, monkeypatch, "touchpoints.processor.messaging.messages_send"
     )
     assert not OutboundMessage.objects.exists()
-    assert set(
-        TouchPoint.objects.filter(step__position__lte=2).values_list(
-            "status", flat=True
-        )
-    ) == {TouchPointStatus.NEEDS_REVIEW}
+
+    settled = processor.touchpoints_recover_stuck(now=DAYTIME + timedelta(minutes=11))
+    stats = processor.touchpoints_process_due(now=DAYTIME + timedelta(minutes=12))
+
+    assert settled == 2
+    assert stats.sent == 2
+    first_two = TouchPoint.objects.filter(step__position__lte=2)
+    assert set(first_two.values_list("status", flat=True)) == {
+        TouchPointStatus.RECORDED
+    }
+    assert OutboundMessage.objects.count() == 2
+    assert {t.outbound_message.channel for t in first_two} == {
+        Channel.SMS,
+        Channel.EMAIL,
+    }
+
+
+def test_rows_whose_messages_may_have_reached_the_provider_are_never_resent(
+    live, lead, monkeypatch
+):
+    """The crash lands after the messages were recorded, at the provider call."""
+    _crash_first_batch(lead, monkeypatch, "messaging.services._deliver")
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {
+        MessageStatus.SENDING
+    }
+
+    settled = processor.touchpoints_recover_stuck(now=DAYTIME + timedelta(minutes=11))
+    again = processor.touchpoints_process_due(now=DAYTIME + timedelta(minutes=12))
+
+    assert settled == 2
+    assert again.claimed == 0
+    assert OutboundMessage.objects.count() == 2
+    for touchpoint in TouchPoint.objects.filter(step__position__lte=2):
+        assert touchpoint.status == TouchPointStatus.NEEDS_REVIEW
+        assert touchpoint.finished_at == DAYTIME + timedelta(minutes=11)
+        message = touchpoint.outbound_message
+        assert message is not None, "staff find the message from the row"
+        assert message.status == MessageStatus.UNKNOWN
+        assert "may or may not" in message.error
+
+
+def test_rows_whose_provider_answer_was_stored_take_that_answer(
+    live, lead, monkeypatch
+):
+    """The crash lands after each provider's answer was stored, before the rows were."""
+    _crash_first_batch(lead, monkeypatch, "touchpoints.processor._finish")
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {
+        MessageStatus.RECORDED
+    }
+
+    settled = processor.touchpoints_recover_stuck(now=DAYTIME + timedelta(minutes=11))
+
+    assert settled == 2
+    first_two = TouchPoint.objects.filter(step__position__lte=2)
+    assert set(first_two.values_list("status", flat=True)) == {
+        TouchPointStatus.RECORDED
+    }
+    assert {t.outbound_message.status for t in first_two} == {MessageStatus.RECORDED}
+    assert OutboundMessage.objects.count() == 2
+    assert processor.touchpoints_recover_stuck(now=DAYTIME + timedelta(hours=1)) == 0
 
 
 def test_a_claim_whose_worker_died_before_sending_is_taken_again(live, lead):
