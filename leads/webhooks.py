@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db import connection as db_connection
 from django.db.models import F, Q
 from django.utils import timezone
@@ -288,6 +288,15 @@ def webhook_delivery_process(*, delivery_id: int) -> str:
         )
         logger.warning("Webhook delivery %s failed: %s", delivery_id, error)
         return f"failed: {error}"
+    except DatabaseError as error:
+        # The database went away mid-way (a restart, a failover) and took this run's
+        # writes with it. Left "processing", the row would wait PROCESSING_TIMEOUT;
+        # marked failed, the next retry pass takes it after the usual backoff.
+        logger.warning(
+            "Webhook delivery %s hit a database error: %s", delivery_id, error
+        )
+        _mark_failed_after_database_error(delivery_id, error)
+        return f"failed: database error: {error}"
     WebhookDelivery.objects.filter(pk=delivery_id).update(
         status=DeliveryStatus.PROCESSED,
         result=result[:200],
@@ -295,6 +304,25 @@ def webhook_delivery_process(*, delivery_id: int) -> str:
         processed_at=timezone.now(),
     )
     return result
+
+
+def _mark_failed_after_database_error(delivery_id: int, error: DatabaseError) -> None:
+    """Mark the row failed if the database answers again; else PROCESSING_TIMEOUT covers it."""
+    if not db_connection.in_atomic_block:
+        db_connection.close_if_unusable_or_obsolete()  # a dead connection reconnects
+    try:
+        WebhookDelivery.objects.filter(
+            pk=delivery_id, status=DeliveryStatus.PROCESSING
+        ).update(
+            status=DeliveryStatus.FAILED,
+            error=f"Database error while processing: {error}"[:5000],
+        )
+    except DatabaseError:
+        logger.warning(
+            "Webhook delivery %s stays processing until its timeout: the database is "
+            "still unavailable",
+            delivery_id,
+        )
 
 
 def _process(delivery: WebhookDelivery, connection: CRMConnection) -> str:

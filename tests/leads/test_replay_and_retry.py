@@ -160,3 +160,34 @@ def test_retry_job_processes_what_is_due(crm, shopmonkey, tenant, settings):
     assert stuck.status == DeliveryStatus.PROCESSED
     assert Lead.objects.count() == 1
     assert not OrmQ.objects.exists()
+
+
+def test_a_database_error_while_processing_leaves_the_delivery_failed_for_retry(
+    crm, shopmonkey, tenant, monkeypatch
+):
+    """The database restarting mid-way must not park the row "processing" for
+    PROCESSING_TIMEOUT: it is failed, and the retry pass takes it after the backoff."""
+    from django.db import OperationalError
+
+    delivery = _delivery(
+        crm, status=DeliveryStatus.RECEIVED, tries=0, age=timedelta(minutes=5)
+    )
+
+    def database_gone(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(webhooks, "intake_process_order", database_gone)
+    outcome = webhooks.webhook_delivery_process(delivery_id=delivery.pk)
+    monkeypatch.undo()
+
+    delivery.refresh_from_db()
+    assert outcome.startswith("failed: database error")
+    assert (delivery.status, delivery.tries) == (DeliveryStatus.FAILED, 1)
+    assert "server closed the connection" in delivery.error
+    assert not Lead.objects.exists()
+    later = timezone.now() + timedelta(minutes=3)
+    assert delivery.pk in webhooks.deliveries_needing_retry(now=later)
+    assert webhooks.webhook_delivery_process(delivery_id=delivery.pk).startswith(
+        "created"
+    )
+    assert Lead.objects.count() == 1
