@@ -3,7 +3,7 @@
 - :func:`django_setup` points Django at the benchmarks' own embedded PostgreSQL
   (``.var/bench``), never at development data, and loads the settings.
 - :func:`migrate` and :func:`ensure_tenant` prepare the schema and a bench brand.
-- :class:`Services` starts the real web server (daphne) and worker (qcluster)
+- :class:`Services` starts the real web server (daphne) and worker (run_worker)
   as subprocesses in their own process groups and stops them all on exit, also
   on failure, Ctrl-C or SIGTERM.
 - :func:`run_load` is a bounded, closed-loop HTTP load generator (N concurrent
@@ -370,7 +370,7 @@ class Services:
 
     def start_worker(self, *, name: str = "worker") -> Service:
         """The real job worker. It sometimes hangs on SIGTERM, so its grace is short."""
-        argv = [PYTHON, str(REPO_ROOT / "manage.py"), "qcluster"]
+        argv = [PYTHON, str(REPO_ROOT / "manage.py"), "run_worker"]
         return self.start(name, argv, stop_grace=4.0)
 
     def stop(self, service: Service) -> None:

@@ -1,6 +1,6 @@
 """Speed to lead: from a signed webhook received to the lead's first message recorded.
 
-The real web server (daphne) and worker (qcluster) run against the bench
+The real web server (daphne) and worker (run_worker) run against the bench
 database; ShopMonkey is a mock on loopback that answers every call after
 300 ms. Each of 200 new website quotes arrives as a signed webhook whose order
 does not carry its customer and vehicle, so intake fetches both (in parallel)

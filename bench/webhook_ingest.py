@@ -11,7 +11,7 @@ How it runs:
 1. Its own embedded PostgreSQL (.var/bench), migrated; the brand "benchbrand"
    with a location and a ShopMonkey connection whose API is a local mock
    (bench/_shopmonkey_mock.py); leads and deliveries of earlier runs are deleted.
-2. daphne (leadorch.asgi) and the worker (manage.py qcluster) as subprocesses;
+2. daphne (leadorch.asgi) and the worker (manage.py run_worker) as subprocesses;
    the load starts once GET /api/ping answers.
 3. Warm-up: 200 GET /api/ping through the load generator's connections (not measured).
 4. Webhook phase: every delivery a distinct website-lead order, signed

@@ -1,4 +1,4 @@
-"""The application as real processes on the test database: daphne, qcluster, the
+"""The application as real processes on the test database: daphne, run_worker, the
 dispatcher (and redis-server for the scale-out topology).
 
 Every process runs in a session of its own with its output in a log file; a
@@ -146,7 +146,7 @@ class Stack:
                 env=env or self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: qcluster's children go with it
+                start_new_session=True,  # its own group: the cluster's processes go with it
             )
         process = Process(name=name, popen=popen, log=log, service=service)
         self.processes.append(process)
@@ -159,7 +159,7 @@ class Stack:
         return self.start(name, command)
 
     def worker(self, name: str) -> Process:
-        return self.start(name, [sys.executable, "manage.py", "qcluster"])
+        return self.start(name, [sys.executable, "manage.py", "run_worker"])
 
     def dispatcher(self, name: str) -> Process:
         return self.start(name, [sys.executable, "manage.py", "run_dispatcher"])

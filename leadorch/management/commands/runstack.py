@@ -25,7 +25,7 @@ READY_TIMEOUT_SECONDS = 120
 
 
 class Command(BaseCommand):
-    help = "Run the whole application locally: web server (daphne), worker (qcluster) and dispatcher."
+    help = "Run the whole application locally: web server (daphne), worker (run_worker) and dispatcher."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -59,7 +59,7 @@ class Command(BaseCommand):
                 str(port),
                 "leadorch.asgi:application",
             ],
-            "worker": [sys.executable, manage, "qcluster"],
+            "worker": [sys.executable, manage, "run_worker"],
             "dispatcher": [sys.executable, manage, "run_dispatcher"],
         }
         # Links in messages point at this server (http://tintworld.localhost:8000/...).
