@@ -114,7 +114,14 @@ def cluster_run(
     while True:
         cluster = make_cluster()
         started = time.monotonic()
-        cluster.start()
+        try:
+            cluster.start()
+        except RuntimeError as error:
+            # The sentinel died while starting (say the database is still down and
+            # a process could not open its connection): try again after the backoff.
+            logger.error("The job cluster could not start: %s", error)
+        if cluster.stopping:
+            return 0
         left_behind = _wait(cluster, poll_seconds)
         if cluster.stopping:
             return 0
