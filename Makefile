@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help install run test lint format migrations-check migrate bench clean-db
+.PHONY: help install run test test-faults lint format migrations-check migrate bench clean-db
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,10 @@ test: install ## Lint, check migrations and run the whole test suite on PostgreS
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not faults"
+
+test-faults: install ## Fault tests on real processes (tests/faults), then docs/reliability.md with their figures
+	status=0; $(PY) -m pytest tests/faults -m faults --ds tests.faults.settings || status=$$?; $(PY) tests/faults/report.py || [ $$status -ne 0 ] || status=1; exit $$status
 
 lint: install ## Lint and check formatting
 	$(VENV)/bin/ruff check .
