@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any
 
 import httpx
@@ -299,6 +301,13 @@ class WebhookEvent:
 # --- The client -----------------------------------------------------------------------
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi's roots, or SSL_CERT_FILE), built once a
+    process: loading the roots costs far more than a whole request to the API."""
+    return httpx.create_ssl_context()
+
+
 class ShopMonkeyClient:
     """A small, synchronous client. One instance per task; close it (or use ``with``)."""
 
@@ -326,6 +335,7 @@ class ShopMonkeyClient:
                 "User-Agent": "LeadOrchestrator/1.0",
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            verify=_tls_context(),
             transport=transport,
         )
 

@@ -1,6 +1,7 @@
 """The ShopMonkey client against HTTP-level fakes built from the shared fixtures."""
 
 import json
+import ssl
 
 import httpx
 import pytest
@@ -213,6 +214,17 @@ def test_timeout_is_set_on_every_call():
     client = ShopMonkeyClient(api_key="k", base_url="https://api.test", timeout=4.5)
     assert client._http.timeout.read == 4.5
     assert client._http.timeout.connect == 4.5
+
+
+def test_clients_verify_tls_with_one_context_built_once():
+    # Every task builds a client; loading the certificate roots each time cost more
+    # than the request itself.
+    first = ShopMonkeyClient(api_key="k", base_url="https://api.test")
+    second = ShopMonkeyClient(api_key="k2", base_url="https://api.test")
+    contexts = [c._http._transport._pool._ssl_context for c in (first, second)]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED
+    assert contexts[0].check_hostname
 
 
 @pytest.mark.parametrize(
