@@ -163,6 +163,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 Q_TIMEOUT_SECONDS = env.int("Q_TIMEOUT_SECONDS", default=120)
+# Successful job results kept for the admin's "Successful tasks" (failures are all kept).
+Q_SUCCESS_KEEP = env.int("Q_SUCCESS_KEEP", default=1000)
 Q_CLUSTER = {
     "name": "leadorch",
     "workers": env.int("Q_WORKERS", default=2),
@@ -174,7 +176,11 @@ Q_CLUSTER = {
     "bulk": 10,
     "poll": 0.2,
     "catch_up": False,
-    "save_limit": 1000,
+    # django-q2 prunes its results on every task by loading each kept success: with
+    # 1000 kept, that work, in its one monitor process, capped the worker at a few
+    # dozen tasks a second. It keeps them all (0), and a dispatcher job prunes them
+    # to Q_SUCCESS_KEEP in one statement (leadorch.tasks.job_results_prune).
+    "save_limit": 0,
     "ack_failures": True,
     "label": "Jobs",
 }
@@ -441,4 +447,6 @@ DISPATCHER_JOBS = [
     ),
     # Reminders and rebooking messages due, and appointments waiting to reach the CRM.
     ("appointments", 30, "appointments.tasks.appointments_dispatch"),
+    # Successful job results beyond Q_SUCCESS_KEEP.
+    ("job-results-prune", 60, "leadorch.tasks.job_results_prune"),
 ]

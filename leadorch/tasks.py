@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django_q.models import Success
 from django_q.tasks import async_task
 from django_tenants.utils import get_public_schema_name, schema_context
 
@@ -69,6 +70,17 @@ def process_heartbeat_clear(*, kind: str) -> None:
         ProcessHeartbeat.objects.filter(
             kind=kind, hostname=socket.gethostname(), pid=os.getpid()
         ).delete()
+
+
+def job_results_prune() -> int:
+    """Dispatcher job: delete the successful job results older than the newest
+    Q_SUCCESS_KEEP, in one statement. Returns how many went."""
+    with schema_context(get_public_schema_name()):
+        kept = Success.objects.order_by("-stopped", "-pk").values("pk")[
+            : settings.Q_SUCCESS_KEEP
+        ]
+        deleted, _ = Success.objects.exclude(pk__in=kept).delete()
+    return deleted
 
 
 def worker_heartbeat() -> None:

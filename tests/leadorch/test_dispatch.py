@@ -1,8 +1,17 @@
 import threading
+import uuid
+from datetime import timedelta
 
 from django.utils import timezone
 
-from leadorch.dispatch import Dispatcher, DispatchJob, dispatch_tick, job_claim
+from leadorch import tasks
+from leadorch.dispatch import (
+    Dispatcher,
+    DispatchJob,
+    dispatch_tick,
+    job_claim,
+    registered_jobs,
+)
 from leadorch.models import PeriodicJob, ProcessHeartbeat, ProcessKind
 
 CALLS: list[str] = []
@@ -120,3 +129,35 @@ def test_a_task_queued_in_a_transaction_commits_or_rolls_back_with_it(
         transaction.set_rollback(True)
 
     assert OrmQ.objects.count() == before
+
+
+def _result(*, success: bool, age_seconds: int) -> None:
+    from django_q.models import Task
+
+    stopped = timezone.now() - timedelta(seconds=age_seconds)
+    Task.objects.create(
+        id=uuid.uuid4().hex,
+        name=f"result-{age_seconds}-{success}",
+        func="math.floor",
+        started=stopped - timedelta(seconds=1),
+        stopped=stopped,
+        success=success,
+    )
+
+
+def test_job_results_are_pruned_to_the_newest_successes(public_schema, settings):
+    from django_q.models import Failure, Success
+
+    settings.Q_SUCCESS_KEEP = 3
+    for age in range(6):
+        _result(success=True, age_seconds=age)
+        _result(success=False, age_seconds=age)
+    job = DispatchJob("test-prune", 60, "leadorch.tasks.job_results_prune")
+    assert "job-results-prune" in {j.name for j in registered_jobs()}
+
+    assert dispatch_tick(jobs=[job]) == ["test-prune"]
+
+    kept = Success.objects.order_by("stopped").values_list("name", flat=True)
+    assert list(kept) == ["result-2-True", "result-1-True", "result-0-True"]
+    assert Failure.objects.count() == 6
+    assert tasks.job_results_prune() == 0
