@@ -10,8 +10,8 @@ Page → server
 Server → page
     {"type": "history", "messages": [...], "mode": "assistant"|"human"}   on connect
         (only messages after ``?after=<id>`` when the page reconnects)
-    {"type": "message", "message": {...}}   a stored message (any author); pages
-        de-duplicate by id, and by client_id for their own
+    {"type": "message", "message": {...}}   a stored message (any author), once per
+        socket; after a reconnect, pages de-duplicate by id and by client_id
     {"type": "typing", "active": true|false, "by": "assistant"}
     {"type": "delta", "text": "...", "reply_to": <id>}   the answer as it is written
     {"type": "reset", "reply_to": <id>}   drop the partial answer (another provider answers)
@@ -117,6 +117,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         self.answering = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
+        # Messages this socket sent: a message it stored reaches it twice, as its own
+        # answer and from the session's group, and goes out once.
+        self.sent_ids: set[int] = set()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(
@@ -175,8 +178,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ApplicationError as error:
             await self._error(error.code, error.message, **error.extra)
             return
-        # The sender sees its own message at once; the group's copy is de-duplicated.
-        await self.send_json({"type": "message", "message": posted["message"]})
+        # The sender sees its own message at once; the group's copy is not sent again.
+        await self._send_message(posted["message"])
         if posted["prepared"] is not None:
             self._spawn(self._answer(posted["message_id"], posted["prepared"]))
 
@@ -198,9 +201,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error(error.code, error.message, **error.extra)
             return
         for message in booked:
-            await self.send_json(
-                {"type": "message", "message": chat_services.message_payload(message)}
-            )
+            await self._send_message(chat_services.message_payload(message))
 
     def _spawn(self, coroutine: Any) -> None:
         # The answer runs beside the socket's loop, so staff messages and pings are
@@ -248,12 +249,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     {"type": "typing", "active": False, "by": "assistant"}
                 )
             if answer is not None:
-                await self._send_quietly(
-                    {
-                        "type": "message",
-                        "message": chat_services.message_payload(answer),
-                    }
+                await self._send_message(
+                    chat_services.message_payload(answer), quietly=True
                 )
+
+    async def _send_message(
+        self, message: dict[str, Any], *, quietly: bool = False
+    ) -> None:
+        """Send a stored message unless this socket already has it."""
+        if message["id"] in self.sent_ids:
+            return
+        self.sent_ids.add(message["id"])
+        event = {"type": "message", "message": message}
+        await (self._send_quietly(event) if quietly else self.send_json(event))
 
     async def _send_quietly(self, event: dict[str, Any]) -> None:
         """Send unless the page has gone: an answer outlives its socket."""
@@ -264,7 +272,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_event(self, event: dict[str, Any]) -> None:
         """A group event: a stored message or a mode change, for every open page."""
-        await self.send_json(event["event"])
+        payload = event["event"]
+        if payload.get("type") == "message":
+            await self._send_message(payload["message"])
+        else:
+            await self.send_json(payload)
 
     async def _error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json(

@@ -12,6 +12,7 @@ says, and it offers a person.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import uuid
@@ -117,9 +118,15 @@ async def _stream(text: str, on_text: TextSink) -> None:
         await asyncio.sleep(0)
 
 
+# Tool call ids, unique across processes and restarts without a uuid each (reading
+# the system's randomness showed in the profile of a busy chat server).
+_call_prefix = f"scripted_{uuid.uuid4().hex[:8]}_"
+_call_numbers = itertools.count(1)
+
+
 def _call(name: str, **arguments: Any) -> ToolCall:
     return ToolCall(
-        id=f"scripted_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments
+        id=f"{_call_prefix}{next(_call_numbers)}", name=name, arguments=arguments
     )
 
 

@@ -123,6 +123,33 @@ def test_history_then_a_streamed_answer(tenant_tx, alpha_chat):
     }
 
 
+def test_every_open_page_of_a_session_gets_each_message_once(tenant_tx, alpha_chat):
+    token, _session = alpha_chat
+
+    async def scenario():
+        sender, other = communicator(ALPHA, token), communicator(ALPHA, token)
+        for socket in (sender, other):
+            await socket.connect()
+            await socket.receive_json_from()
+        await sender.send_json_to(
+            {"type": "message", "text": "How much is ceramic tint?", "client_id": "c1"}
+        )
+        await receive_until(sender, "message")
+        seen = [await drain(sender), await drain(other)]
+        for socket in (sender, other):
+            await socket.disconnect()
+        return seen
+
+    sender_rest, other_events = run(scenario)
+    assert [e for e in sender_rest if e["type"] == "message"] == []
+    messages = [e["message"] for e in other_events if e["type"] == "message"]
+    assert [(m["role"], m["client_id"]) for m in messages] == [
+        ("customer", "c1"),
+        ("assistant", None),
+    ]
+    assert "$449.00" in messages[1]["text"]
+
+
 def test_a_resend_after_reconnect_is_not_stored_or_answered_twice(
     tenant_tx, alpha_chat
 ):
