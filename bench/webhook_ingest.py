@@ -23,6 +23,10 @@ How it runs:
 6. Ping phase: the worker is stopped, then the same count of GET /api/ping, same
    clients, same Host header, against the same server (after its own 200-request
    warm-up): the bare endpoint's figures are the server's alone.
+7. Floor (for reference, no target): the server is stopped and daphne serves
+   bench/_bare_asgi.py, an application that does nothing but answer; the same
+   load. No application served by daphne on this machine, under this load
+   generator, can answer faster than this.
 
 Run: .venv/bin/python bench/webhook_ingest.py [--deliveries N] [--clients N]
 Logs of the server and the worker: .var/bench/logs/.
@@ -380,7 +384,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         describe("pings", ping)
         print(f"  CPU during the phase (100% = one core): {cpu_text(ping_cpu)}")
         warn_if_contended("ping phase", ping_cpu)
-        print("stopping the server and the worker ...")
+
+        # The floor: daphne with an application that does no work, nothing else running.
+        services.stop(web)
+        floor_port = bench.free_port()
+        floor_server = services.start(
+            "daphne-floor",
+            [
+                bench.PYTHON,
+                "-m",
+                "daphne",
+                "-b",
+                bench.LOOPBACK,
+                "-p",
+                str(floor_port),
+                "bench._bare_asgi:application",
+            ],
+        )
+        floor_url = f"http://{bench.LOOPBACK}:{floor_port}/"
+        bench.wait_until_ok(
+            floor_url,
+            host=host,
+            timeout=SERVER_START_TIMEOUT_SECONDS,
+            services=[floor_server],
+        )
+        print(
+            f"floor: daphne serving an application that only answers; "
+            f"{args.deliveries:,} GET from {args.clients} clients ..."
+        )
+        floor = bench.run_load(
+            pings(args.deliveries, url=floor_url, host=host),
+            clients=args.clients,
+            time_limit=PHASE_TIME_LIMIT_SECONDS,
+            warmup=pings(WARMUP_REQUESTS, url=floor_url, host=host),
+        )
+        describe("floor", floor)
+        print("stopping the servers ...")
 
     ratio = webhook.rate / ping.rate if ping.rate else float("nan")
     drained = leads >= accepted
@@ -398,6 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.Row("ping requests/s", ping.rate, "requests/s"),
         bench.Row("ping p50 latency", ping.latency_ms(50), "ms"),
         bench.Row("ping p99 latency", ping.latency_ms(99), "ms"),
+        bench.Row(
+            "floor (daphne, an application without work) requests/s",
+            floor.rate,
+            "requests/s",
+        ),
+        bench.Row("floor p50 latency", floor.latency_ms(50), "ms"),
+        bench.Row("floor p99 latency", floor.latency_ms(99), "ms"),
         bench.row_at_least("throughput ratio webhook/ping", ratio, "", RATIO_TARGET),
         bench.row_equal(
             "leads after the worker drained", leads, "leads", accepted, target_unit=""
