@@ -7,6 +7,7 @@ must not spend money or wait on the network.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,24 @@ KEY = "leadorch:ai-provider:{name}"
 KEEP_SECONDS = 24 * 3600
 
 
+# A process writes a success at most this often: every answer records one, and the
+# cache read and write (network round trips with Redis) would run on the chat
+# socket's event loop each time. A failure is always written, and the next success
+# after it too, so a recovery shows within this time whichever process saw it.
+OK_REFRESH_SECONDS = 30.0
+_clock = time.monotonic
+# Provider name -> when this process last wrote a success for it.
+_ok_written: dict[str, float] = {}
+
+
 def record(name: str, *, ok: bool, error: str = "") -> None:
+    if ok:
+        written = _ok_written.get(name)
+        if written is not None and _clock() - written < OK_REFRESH_SECONDS:
+            return
+        _ok_written[name] = _clock()
+    else:
+        _ok_written.pop(name, None)
     key = KEY.format(name=name)
     state = cache.get(key, version=0) or {}
     now = timezone.now().isoformat()

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import Client
@@ -134,3 +135,36 @@ def test_health_reports_each_assistant_provider(
     assert providers["openai"]["status"] == "not_configured"
     assert providers["scripted"]["status"] == "ok"
     assert "sk-ant-never-shown" not in str(body)
+
+
+def test_a_process_writes_a_providers_success_at_most_every_refresh(
+    clean_cache, monkeypatch
+):
+    now = [1000.0]
+    monkeypatch.setattr(ai_health, "_clock", lambda: now[0])
+    monkeypatch.setattr(ai_health, "_ok_written", {})
+
+    def state():
+        return cache.get(ai_health.KEY.format(name="anthropic"), version=0)
+
+    with time_machine.travel("2026-12-01 10:00:00Z", tick=False) as traveller:
+        ai_health.record("anthropic", ok=True)
+        first_ok = state()["last_ok_at"]
+        traveller.shift(10)
+        now[0] += 10
+        ai_health.record("anthropic", ok=True)
+        assert state()["last_ok_at"] == first_ok  # not written again
+
+        ai_health.record("anthropic", ok=False, error="HTTP 529")
+        assert state()["consecutive_failures"] == 1
+        traveller.shift(1)
+        now[0] += 1
+        ai_health.record("anthropic", ok=True)  # the recovery shows at once
+        assert state()["consecutive_failures"] == 0
+        recovered = state()["last_ok_at"]
+        assert recovered > first_ok
+
+        traveller.shift(ai_health.OK_REFRESH_SECONDS)
+        now[0] += ai_health.OK_REFRESH_SECONDS
+        ai_health.record("anthropic", ok=True)
+        assert state()["last_ok_at"] > recovered
