@@ -170,6 +170,17 @@ def messages_after(
     return list(reversed(messages.order_by("-pk")[:limit]))
 
 
+def transcript_messages(*, session: ChatSession, limit: int) -> list[ChatMessage]:
+    """The newest ``limit`` messages, oldest first, with only what a transcript for the
+    assistant reads (role, text, tool rounds): no author, no display data."""
+    newest = (
+        ChatMessage.objects.filter(session=session)
+        .order_by("-pk")
+        .only("pk", "role", "body", "tool_calls")[:limit]
+    )
+    return list(reversed(newest))
+
+
 # --- customer messages ----------------------------------------------------------------
 
 

@@ -71,7 +71,11 @@ def service_list_for_location(
     Each item carries ``effective_price_cents``, ``effective_duration_minutes`` and
     ``is_offered`` (false when the location switched it off).
     """
-    override = ServiceOverride.objects.filter(item=OuterRef("pk"), location=location)
+    # At most one override per item and location (a unique constraint): no ordering,
+    # which would join the location and the item again for every row.
+    override = ServiceOverride.objects.filter(
+        item=OuterRef("pk"), location=location
+    ).order_by()
     items = (
         ServiceCatalogItem.objects.filter(is_active=True)
         .annotate(

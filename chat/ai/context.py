@@ -172,19 +172,18 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
     facts = location_facts(location)
     booked = (
         Appointment.objects.filter(lead=lead, status=AppointmentStatus.BOOKED)
-        .select_related("service")
+        .values_list("pk", "service__name", "starts_at")
         .first()
     )
-    appointment = (
-        AppointmentInfo(
-            id=booked.pk,
-            service=booked.service.name,
-            starts_at=booked.starts_at,
-            label=slot_label(booked.starts_at, location.time_zone),
+    appointment = None
+    if booked is not None:
+        pk, service_name, starts_at = booked
+        appointment = AppointmentInfo(
+            id=pk,
+            service=service_name,
+            starts_at=starts_at,
+            label=slot_label(starts_at, location.time_zone),
         )
-        if booked
-        else None
-    )
     return ChatContext(
         session_id=session.pk,
         lead_id=lead.pk,

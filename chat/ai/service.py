@@ -137,7 +137,7 @@ def _prepare(
     if budget["spent_today"] >= budget["daily_cap"]:
         limits.append("daily_spend")
     context = context_load(session=session)
-    history = chat_services.messages_after(
+    history = chat_services.transcript_messages(
         session=session, limit=settings.AI_HISTORY_MESSAGES
     )
     if customer_message_id is not None:

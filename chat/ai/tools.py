@@ -348,6 +348,8 @@ def _check_availability(
         service=item,
         date_from=start,
         date_to=start + timedelta(days=args.days - 1),
+        # The item is the location's offer already: no second catalog query.
+        duration=timedelta(minutes=item.effective_duration_minutes),
     )
     chosen = _spread(slots, MAX_OFFERED_SLOTS)
     offered = [
