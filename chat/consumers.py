@@ -33,6 +33,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -91,6 +92,19 @@ def _post(session_id: int, text: str, client_id: str) -> dict[str, Any]:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, without its close_old_connections before each handler.
+
+        That call runs on Channels' one shared thread: every frame and group event of
+        every socket of the process would queue for it. This consumer's database
+        work runs on the chat pool (``chat.db``), whose threads replace a broken
+        connection themselves.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.schema_name = self.scope["tenant"].schema_name
         token = self.scope["url_route"]["kwargs"]["token"]

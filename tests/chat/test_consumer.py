@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import time
 
 import pytest
 import time_machine
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django_tenants.utils import tenant_context
@@ -121,6 +122,42 @@ def test_history_then_a_streamed_answer(tenant_tx, alpha_chat):
     assert {e["reply_to"] for e in events if e["type"] == "delta"} == {
         events[0]["message"]["id"]
     }
+
+
+def test_a_socket_answers_while_channels_shared_thread_is_busy(tenant_tx, alpha_chat):
+    """Frames and answers never queue behind other work on Channels' one sync thread."""
+    token, _session = alpha_chat
+    release = threading.Event()
+
+    def hold_the_shared_thread():
+        release.wait(timeout=30)
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        holder = asyncio.ensure_future(sync_to_async(hold_the_shared_thread)())
+        await asyncio.sleep(0.1)
+        try:
+            await socket.send_json_to({"type": "ping"})
+            pong = await socket.receive_json_from(timeout=3)
+            await socket.send_json_to(
+                {
+                    "type": "message",
+                    "text": "How much is ceramic tint?",
+                    "client_id": "c1",
+                }
+            )
+            events = await receive_until(socket, "message", timeout=3)
+        finally:
+            release.set()
+            await holder
+        await socket.disconnect()
+        return pong, events
+
+    pong, events = run(scenario)
+    assert pong == {"type": "pong"}
+    assert "$449.00" in events[-1]["message"]["text"]
 
 
 def test_every_open_page_of_a_session_gets_each_message_once(tenant_tx, alpha_chat):
