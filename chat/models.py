@@ -99,6 +99,10 @@ class MessageChannel(models.TextChoices):
     SMS = "sms", "SMS"
 
 
+# A page's id for a message it sent: a resend is the same message.
+CLIENT_ID_CONSTRAINT = "chat_message_unique_client_id"
+
+
 class ChatMessage(models.Model):
     """One message of a conversation, in order.
 
@@ -150,7 +154,7 @@ class ChatMessage(models.Model):
             models.UniqueConstraint(
                 fields=["session", "client_id"],
                 condition=~Q(client_id=""),
-                name="chat_message_unique_client_id",
+                name=CLIENT_ID_CONSTRAINT,
             ),
         ]
         indexes = [

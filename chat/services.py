@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat import realtime
 from chat.models import (
+    CLIENT_ID_CONSTRAINT,
     ChatLink,
     ChatMessage,
     ChatSession,
@@ -241,21 +242,18 @@ def customer_message_post(
         raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
     first = session.customer_messages == 0
     # One transaction, one commit (one disk flush): the message, the totals and, for
-    # the first message, the lead's move to engaged.
-    with transaction.atomic():
-        try:
-            with transaction.atomic():  # a resend's insert fails alone
-                message = ChatMessage.objects.create(
-                    session=session,
-                    role=MessageRole.CUSTOMER,
-                    channel=channel,
-                    body=text,
-                    client_id=client_id,
-                    created_at=now,
-                )
-        except IntegrityError:
-            message = None
-        else:
+    # the first message, the lead's move to engaged. A resend fails the insert on
+    # the unique client id, and the whole transaction goes.
+    try:
+        with transaction.atomic():
+            message = ChatMessage.objects.create(
+                session=session,
+                role=MessageRole.CUSTOMER,
+                channel=channel,
+                body=text,
+                client_id=client_id,
+                created_at=now,
+            )
             ChatSession.objects.filter(pk=session.pk).update(
                 channel=channel,
                 last_message_at=now,
@@ -265,8 +263,9 @@ def customer_message_post(
             )
             if first:
                 _first_message_effects(session=session, message=message)
-    if message is None:
-        # A resend: the client id is stored already (unique per session).
+    except IntegrityError as error:
+        if _violated_constraint(error) != CLIENT_ID_CONSTRAINT:
+            raise
         existing = ChatMessage.objects.get(session=session, client_id=client_id)
         return Posted(message=existing, created=False)
     session.channel = channel
@@ -287,6 +286,11 @@ def _rate_window(*, session: ChatSession, now: datetime) -> tuple[datetime, int]
     if start is None or now - start >= window:
         return now, 1
     return start, session.rate_window_messages + 1
+
+
+def _violated_constraint(error: IntegrityError) -> str | None:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 def _stored_with(*, session: ChatSession, client_id: str) -> ChatMessage | None:
