@@ -96,9 +96,9 @@ def offer_get(*, location: Location, service: ServiceCatalogItem) -> Offer:
 def availability_for(
     *,
     location: Location,
-    service: ServiceCatalogItem,
     date_from: date,
     date_to: date,
+    service: ServiceCatalogItem | None = None,
     now: datetime | None = None,
     exclude: Appointment | None = None,
     duration: timedelta | None = None,
@@ -106,10 +106,15 @@ def availability_for(
     """Free slots of ``service`` at ``location`` between two local dates (inclusive).
 
     The one availability service behind the chat tools, the API and the admin.
-    ``exclude`` leaves one appointment out (when moving it).
+    ``duration``, when the caller has the service's duration at the location
+    already, stands for ``service``. ``exclude`` leaves one appointment out (when
+    moving it).
     """
     now = now or timezone.now()
-    duration = duration or offer_get(location=location, service=service).duration
+    if duration is None:
+        if service is None:
+            raise TypeError("availability_for needs the service or its duration")
+        duration = offer_get(location=location, service=service).duration
     zone = location.zone
     window_start = datetime.combine(date_from, time.min, tzinfo=zone) - timedelta(
         days=1

@@ -10,6 +10,7 @@ says they are never instructions.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from appointments.models import Appointment, AppointmentStatus
 from chat.models import ChatSession
@@ -124,14 +126,27 @@ class LocationFacts:
     services: tuple[ServiceInfo, ...]
 
 
+def _facts_key(schema_name: str, location_id: int) -> str:
+    return f"leadorch:chat:location:{schema_name}:{location_id}"
+
+
+def location_facts_forget(*, schema_name: str, location_ids: Iterable[int]) -> None:
+    """The next answer at these locations reads their hours and catalog afresh."""
+    keys = [_facts_key(schema_name, pk) for pk in location_ids]
+    with schema_context(schema_name):  # the cache's keys carry the schema too
+        cache.delete_many(keys, version=0)
+
+
 def location_facts(location: Location) -> LocationFacts:
     """The location's opening hours and catalog as the assistant reads them.
 
-    Kept for CHAT_CONTEXT_CACHE_SECONDS (an edit in the admin reaches the
-    assistant's instructions within that time); the tools read prices and free
-    times live.
+    Kept for CHAT_CONTEXT_CACHE_SECONDS and forgotten when the hours or the catalog
+    change (chat.apps): with a cache the processes share, an edit reaches the next
+    answer. The quote and availability tools read the catalog from here too, the
+    same prices the instructions show; free times are read live, and a booking
+    takes the price and duration from the catalog as it is then.
     """
-    key = f"leadorch:chat:location:{connection.schema_name}:{location.pk}"
+    key = _facts_key(connection.schema_name, location.pk)
     facts = cache.get(key, version=0)
     if facts is not None:
         return facts

@@ -30,10 +30,9 @@ from appointments.models import Appointment, AppointmentSource, AppointmentStatu
 from appointments.services import SlotTakenError
 from chat import services as chat_services
 from chat.ai.base import ToolCall, ToolSpec
-from chat.ai.context import money, slot_label
+from chat.ai.context import ServiceInfo, location_facts, money, slot_label
 from chat.models import ChatSession
 from leadorch.errors import ApplicationError
-from locations import selectors as location_selectors
 from locations.models import ServiceCatalogItem
 
 logger = logging.getLogger(__name__)
@@ -213,19 +212,18 @@ def _session_set(session: ChatSession, **fields: Any) -> None:
         setattr(session, name, value)
 
 
-def _catalog(session: ChatSession) -> list[ServiceCatalogItem]:
-    return list(
-        location_selectors.service_list_for_location(location=session.lead.location)
-    )
+def _catalog(session: ChatSession) -> tuple[ServiceInfo, ...]:
+    """The location's services and prices, as the assistant's instructions show them."""
+    return location_facts(session.lead.location).services
 
 
-def _service_row(item: ServiceCatalogItem) -> dict[str, Any]:
+def _service_row(item: ServiceInfo) -> dict[str, Any]:
     return {
         "code": item.code,
         "name": item.name,
         "category": item.category,
-        "price": money(item.effective_price_cents),
-        "duration_minutes": item.effective_duration_minutes,
+        "price": item.price,
+        "duration_minutes": item.duration_minutes,
     }
 
 
@@ -310,7 +308,7 @@ def service_match(text: str, catalog: Sequence[T]) -> T | None:
     return best
 
 
-def _find_service(session: ChatSession, text: str) -> ServiceCatalogItem:
+def _find_service(session: ChatSession, text: str) -> ServiceInfo:
     catalog = _catalog(session)
     item = service_match(text, catalog)
     if item is None:
@@ -345,17 +343,15 @@ def _check_availability(
     start = max(args.date or today, today)
     slots = appointment_services.availability_for(
         location=location,
-        service=item,
         date_from=start,
         date_to=start + timedelta(days=args.days - 1),
-        # The item is the location's offer already: no second catalog query.
-        duration=timedelta(minutes=item.effective_duration_minutes),
+        duration=timedelta(minutes=item.duration_minutes),
     )
     chosen = _spread(slots, MAX_OFFERED_SLOTS)
     offered = [
         {
             "id": f"S{index}",
-            "service_id": item.pk,
+            "service_id": item.id,
             "service": item.name,
             "start": slot.start.isoformat(),
             "label": slot_label(slot.start, location.time_zone),
@@ -378,8 +374,8 @@ def _check_availability(
     return ToolOutcome(
         content={
             "service": item.name,
-            "duration_minutes": item.effective_duration_minutes,
-            "price": money(item.effective_price_cents),
+            "duration_minutes": item.duration_minutes,
+            "price": item.price,
             "slots": [{"slot_id": o["id"], "label": o["label"]} for o in offered],
         },
         display={"slots": [_public_slot(o) for o in offered]},

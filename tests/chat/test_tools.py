@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.core.cache import cache
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,10 +12,12 @@ from hypothesis import strategies as st
 from appointments.models import Appointment
 from chat import services as chat_services
 from chat.ai.base import ToolCall
+from chat.ai.context import location_facts
 from chat.ai.tools import TOOLS, ToolBinding, tool_run
 from chat.models import ChatSession
+from locations.models import LocationHours, ServiceCatalogItem
 from tests.chat.conftest import say
-from tests.factories import LeadFactory, LocationFactory
+from tests.factories import LeadFactory, LocationFactory, ServiceOverrideFactory
 
 HOSTILE_KEYS = ["lead_id", "lead", "location_id", "tenant", "schema", "session_id"]
 
@@ -142,3 +145,43 @@ def _call_for_bound_lead(session, store, catalog, name, args):
     assert other_session.offered_slots[0]["id"] == "S1"
     if set(args) & set(HOSTILE_KEYS):
         assert outcome.is_error
+
+
+def quoted_price(session, service: str) -> str:
+    outcome = tool_run(
+        binding=binding_for(session, None),
+        call=ToolCall(id="q", name="quote", arguments={"service": service}),
+    )
+    return outcome.content["service"]["price"]
+
+
+def test_the_tools_quote_from_the_cached_catalog_until_a_change_is_committed(
+    session, store, catalog, settings, django_capture_on_commit_callbacks
+):
+    settings.CHAT_CONTEXT_CACHE_SECONDS = 300
+    cache.clear()
+    windshield, film = catalog[1], catalog[2]
+    assert quoted_price(session, "Windshield tint") == "$199.00"
+
+    # A write that bypasses the models' signals is not seen: the quote is cached.
+    ServiceCatalogItem.objects.filter(pk=windshield.pk).update(price_cents=1)
+    assert quoted_price(session, "Windshield tint") == "$199.00"
+
+    with django_capture_on_commit_callbacks() as uncommitted:
+        ServiceOverrideFactory(item=windshield, location=store, price_cents=24900)
+    assert quoted_price(session, "Windshield tint") == "$199.00"
+    for callback in uncommitted:
+        callback()
+    assert quoted_price(session, "Windshield tint") == "$249.00"
+
+    # A brand-wide price reaches every location's answers.
+    with django_capture_on_commit_callbacks(execute=True):
+        film.price_cents = 139900
+        film.save()
+    assert quoted_price(session, "Paint protection film") == "$1,399.00"
+
+    # And so do the opening hours the instructions show.
+    assert "Monday: closed" not in location_facts(store).hours
+    with django_capture_on_commit_callbacks(execute=True):
+        LocationHours.objects.filter(location=store, weekday=0).get().delete()
+    assert "Monday: closed" in location_facts(store).hours
