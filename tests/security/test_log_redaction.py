@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from daphne import cli as daphne_cli
+from daphne import http_protocol
 from django.test import Client
 
 from chat import services as chat_services
@@ -137,8 +138,10 @@ def test_leadorch_web_runs_daphne_with_the_logging_access_log(monkeypatch):
 
     monkeypatch.setattr(daphne_cli.CommandLineInterface, "run", run)
     monkeypatch.setattr(daphne_cli, "AccessLogGenerator", daphne_cli.AccessLogGenerator)
+    monkeypatch.setattr(http_protocol, "WebRequest", http_protocol.WebRequest)
     web.main(["-p", "8123", "leadorch.asgi:application"])
     assert seen["generator"] is redaction.AccessLogGenerator
+    assert http_protocol.WebRequest is web.WebRequest
     assert seen["argv"] == ["-p", "8123", "leadorch.asgi:application"]
 
 
