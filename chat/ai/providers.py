@@ -40,3 +40,10 @@ def providers_chain(*, allow_remote: bool = True) -> list[Provider]:
                 chain.append(provider)
     chain.append(ScriptedProvider())
     return chain
+
+
+def providers_preload() -> None:
+    """Import now the SDKs the first answer would import: loading one takes a second
+    or two, which a web server would otherwise spend on its event loop in the
+    middle of a conversation, holding up every socket it serves."""
+    providers_chain()

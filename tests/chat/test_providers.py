@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import anthropic
 import httpx2
@@ -817,3 +821,41 @@ def test_openai_without_a_key_is_not_configured_and_sends_nothing(
 
     assert "no API key" in str(error)
     assert transport.requests == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_SERVER_IMPORTS = (
+    "import sys, leadorch.asgi; "
+    "print(sorted(m for m in ('anthropic', 'openai') if m in sys.modules))"
+)
+
+
+@pytest.mark.parametrize(
+    ("provider", "loaded"),
+    [("anthropic", ["anthropic", "openai"]), ("scripted", [])],
+)
+def test_the_web_server_loads_the_sdks_it_may_call_before_any_answer(
+    tmp_path, provider, loaded
+):
+    """The first answer does not spend seconds importing an SDK on the event loop."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "leadorch.settings",
+        "LEADORCH_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "test-only",
+        # Loading the application opens no connection: any address will do.
+        "DATABASE_URL": "postgres://leadorch@127.0.0.1:9/none",
+        "AI_PROVIDER": provider,
+        "ANTHROPIC_API_KEY": "sk-test",
+    }
+    result = subprocess.run(  # noqa: S603 - our own application
+        [sys.executable, "-c", WEB_SERVER_IMPORTS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(loaded)
