@@ -160,7 +160,9 @@ else:
             "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         }
     }
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "leadorch.channel_layers.InMemoryChannelLayer"}
+    }
 
 Q_TIMEOUT_SECONDS = env.int("Q_TIMEOUT_SECONDS", default=120)
 # Successful job results kept for the admin's "Successful tasks" (failures are all kept).
