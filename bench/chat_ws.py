@@ -31,7 +31,10 @@ How it runs:
    after a random pause of up to twice the think time (customers do not all
    press send in the same millisecond), each next one a think time (uniform
    between half and one and a half times --think, default 3 s: reading the
-   answer and typing) after the previous answer arrived. ``--think 0`` is a
+   answer and typing) after the previous answer arrived. The pauses are drawn
+   per session from ``--seed`` (default 1), so every run and both phases offer
+   the same schedule, and a change to the server is compared on the same load.
+   ``--think 0`` is a
    closed loop without pauses: a capacity test, where latency is queueing.
    A turn is timed from just before the message is written to the socket to the
    arrival of the first ``delta`` frame whose ``reply_to`` is the echoed
@@ -78,6 +81,8 @@ SESSIONS = 200
 # A customer reads the answer and types the next question: seconds, on average.
 THINK_SECONDS = 3.0
 think_seconds = THINK_SECONDS
+SEED = 1
+seed = SEED
 QUESTIONS = (
     "How much is ceramic tint for my sedan?",
     "When can I bring my sedan in for the ceramic tint?",
@@ -131,6 +136,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=THINK_SECONDS,
         help=f"mean seconds between an answer and the next message (default {THINK_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help=f"seed of the customers' pauses (default {SEED})",
     )
     parser.add_argument(
         "--phase",
@@ -342,6 +353,7 @@ async def converse(
     client: ChatClient | None,
     chat: Chat,
     questions: Sequence[str],
+    pauses: Sequence[float],
     start: asyncio.Event,
     run: Run,
 ) -> None:
@@ -354,13 +366,10 @@ async def converse(
         return
     seen: set[int] = set()  # message ids: pages drop the group's duplicate copies
     await start.wait()
-    for position, (turn, text) in enumerate(zip(turns, questions, strict=True)):
-        if think_seconds > 0:
-            pause = (
-                random.uniform(0, 2 * think_seconds)
-                if position == 0
-                else random.uniform(0.5 * think_seconds, 1.5 * think_seconds)
-            )
+    for position, (turn, text, pause) in enumerate(
+        zip(turns, questions, pauses, strict=True)
+    ):
+        if pause > 0:
             await asyncio.sleep(pause)
         client_id = uuid.uuid4().hex
         customer_id: int | None = None
@@ -419,6 +428,17 @@ async def converse(
             return
 
 
+def pauses(schedule: random.Random, count: int) -> list[float]:
+    """A customer's pause before each message: the first up to twice the think time
+    after the start, each next one between half and one and a half think times."""
+    if think_seconds <= 0:
+        return [0.0] * count
+    return [schedule.uniform(0, 2 * think_seconds)] + [
+        schedule.uniform(0.5 * think_seconds, 1.5 * think_seconds)
+        for _ in range(count - 1)
+    ]
+
+
 async def run_sessions(
     chats: Sequence[Chat],
     questions: Sequence[str],
@@ -454,8 +474,13 @@ async def run_sessions(
 
     clients = await asyncio.gather(*(open_one(chat) for chat in chats))
     start = asyncio.Event()
+    schedule = random.Random(seed)
     talks = [
-        asyncio.create_task(converse(client, chat, questions, start, run))
+        asyncio.create_task(
+            converse(
+                client, chat, questions, pauses(schedule, len(questions)), start, run
+            )
+        )
         for client, chat in zip(clients, chats, strict=True)
     ]
     await asyncio.sleep(0)
@@ -812,16 +837,17 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global think_seconds
+    global think_seconds, seed
     args = parse_args(argv)
     think_seconds = args.think
+    seed = args.seed
     bench.install_signal_handlers()
     run_started = time.monotonic()
     questions = QUESTIONS[: args.messages]
     phases = PHASES if args.phase == "both" else (args.phase,)
     print(
         f"chat over WebSockets: {args.sessions} sessions x {len(questions)} messages, "
-        f"think time {think_seconds:g} s, "
+        f"think time {think_seconds:g} s (seed {seed}), "
         f"phases {', '.join(phases)}; load average before: "
         + ", ".join(f"{v:.2f}" for v in os.getloadavg())
     )
@@ -855,6 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.Row(
             "mean think time between an answer and the next message", think_seconds, "s"
         ),
+        bench.Row("seed of the pauses", seed, ""),
     ]
     for phase in results:
         rows += phase_rows(phase)
