@@ -91,13 +91,14 @@ class ScriptedProvider:
         return Decimal(0)
 
     async def turn(self, request: TurnRequest, on_text: TextSink) -> TurnResult:
-        catalog = _catalog(request.system)
         last = request.transcript[-1] if request.transcript else UserText("")
         if isinstance(last, ToolRound):
+            # Worded from the tool's result alone: the catalog is not needed.
             text = _after_tools(last)
             calls: list[ToolCall] = []
         else:
             text_in = last.text if isinstance(last, UserText) else ""
+            catalog = _catalog(request.system)
             calls = _plan(text_in, request.transcript, catalog, _today(request.system))
             text = "" if calls else _fallback(text_in)
         if text:
