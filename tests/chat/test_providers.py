@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import httpx2
@@ -54,6 +50,7 @@ from tests.chat.ai_transport import (
     sse_response,
     stream_then_raise,
 )
+from tests.processes import application_env, run_python
 
 Script = Callable[[list], ScriptedTransport]
 
@@ -823,7 +820,6 @@ def test_openai_without_a_key_is_not_configured_and_sends_nothing(
     assert transport.requests == []
 
 
-ROOT = Path(__file__).resolve().parents[2]
 WEB_SERVER_IMPORTS = (
     "import sys, leadorch.asgi; "
     "print(sorted(m for m in ('anthropic', 'openai') if m in sys.modules))"
@@ -838,24 +834,7 @@ def test_the_web_server_loads_the_sdks_it_may_call_before_any_answer(
     tmp_path, provider, loaded
 ):
     """The first answer does not spend seconds importing an SDK on the event loop."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "leadorch.settings",
-        "LEADORCH_VAR_DIR": str(tmp_path),
-        "SECRET_KEY": "test-only",
-        # Loading the application opens no connection: any address will do.
-        "DATABASE_URL": "postgres://leadorch@127.0.0.1:9/none",
-        "AI_PROVIDER": provider,
-        "ANTHROPIC_API_KEY": "sk-test",
-    }
-    result = subprocess.run(  # noqa: S603 - our own application
-        [sys.executable, "-c", WEB_SERVER_IMPORTS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = application_env(tmp_path, AI_PROVIDER=provider, ANTHROPIC_API_KEY="sk-test")
+    result = run_python(["-c", WEB_SERVER_IMPORTS], env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(loaded)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,7 @@ from django.test import Client, override_settings
 
 from tests.conftest import host_of
 from tests.factories import UserFactory
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import run_python
 
 SETTINGS_DUMP = """
 import json
@@ -59,20 +56,8 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = run(
+    result = run_python(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         production_env(tmp_path),
     )
@@ -82,7 +67,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
 def test_check_deploy_fails_on_development_defaults(tmp_path):
     """The test above is not vacuous: without HTTPS the same check refuses."""
-    result = run(
+    result = run_python(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         production_env(tmp_path, HTTPS="0", DEBUG="1"),
     )
@@ -94,7 +79,7 @@ def test_check_deploy_fails_on_development_defaults(tmp_path):
 @pytest.fixture(scope="module")
 def production_settings(tmp_path_factory) -> dict:
     tmp_path = tmp_path_factory.mktemp("production")
-    result = run(["-c", SETTINGS_DUMP], production_env(tmp_path))
+    result = run_python(["-c", SETTINGS_DUMP], production_env(tmp_path))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
