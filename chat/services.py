@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -9,8 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import realtime
@@ -23,11 +23,13 @@ from chat.models import (
     MessageRole,
     SessionMode,
 )
+from leadorch import sql
 from leadorch.errors import ApplicationError
 from leadorch.tasks import enqueue_on_commit
 from leads import services as lead_services
 from leads.models import Lead, LeadStatus
 from locations import selectors as location_selectors
+from locations.models import Location
 from messaging import services as messaging
 from messaging.models import Channel, InboundMessage, MessageKind
 from touchpoints import services as touchpoint_services
@@ -94,6 +96,49 @@ def chat_links_create(
         for lead_id, token in tokens.items()
     )
     return {lead_id: f"/c/{token}" for lead_id, token in tokens.items()}
+
+
+def session_get_with_lead(*, session_id: int) -> ChatSession:
+    """The session with its lead and the lead's location loaded, as
+    ``select_related("lead__location").get(pk=session_id)`` would read them.
+
+    Every turn of every conversation starts here, so the query is written once
+    (leadorch.sql) instead of being built by the ORM on each call.
+    Raises ChatSession.DoesNotExist.
+    """
+    session_columns, lead_columns, location_columns = _session_models()
+    with connection.cursor() as cursor:
+        cursor.execute(_session_with_lead_sql(), [session_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise ChatSession.DoesNotExist(f"No chat session {session_id}")
+    session = session_columns.instance(row)
+    lead = lead_columns.instance(row, len(session_columns))
+    location = location_columns.instance(row, len(session_columns) + len(lead_columns))
+    lead.location = location
+    session.lead = lead
+    return session
+
+
+def _session_models() -> tuple[sql.ModelColumns, ...]:
+    return tuple(sql.model_columns(m) for m in (ChatSession, Lead, Location))
+
+
+@functools.cache
+def _session_with_lead_sql() -> str:
+    session_columns, lead_columns, location_columns = _session_models()
+    q = sql.quote
+    lead_fk = q(ChatSession._meta.get_field("lead").column)
+    location_fk = q(Lead._meta.get_field("location").column)
+    return (
+        f"SELECT {session_columns.select('s')}, {lead_columns.select('l')}, "  # noqa: S608 - quoted identifiers of our models, the id is a parameter
+        f"{location_columns.select('o')} "
+        f"FROM {q(ChatSession._meta.db_table)} s "
+        f"JOIN {q(Lead._meta.db_table)} l ON l.{q(Lead._meta.pk.column)} = s.{lead_fk} "
+        f"JOIN {q(Location._meta.db_table)} o "
+        f"ON o.{q(Location._meta.pk.column)} = l.{location_fk} "
+        f"WHERE s.{q(ChatSession._meta.pk.column)} = %s"
+    )
 
 
 def session_for_lead(*, lead: Lead) -> ChatSession:
@@ -173,13 +218,30 @@ def messages_after(
 
 def transcript_messages(*, session: ChatSession, limit: int) -> list[ChatMessage]:
     """The newest ``limit`` messages, oldest first, with only what a transcript for the
-    assistant reads (role, text, tool rounds): no author, no display data."""
-    newest = (
-        ChatMessage.objects.filter(session=session)
-        .order_by("-pk")
-        .only("pk", "role", "body", "tool_calls")[:limit]
+    assistant reads (role, text, tool rounds): no author, no display data.
+
+    Read for every answer, so in SQL written once (leadorch.sql), as
+    ``filter(session=session).order_by("-pk").only(...)[:limit]`` would read it."""
+    columns = sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(_transcript_sql(), [session.pk, limit])
+        rows = cursor.fetchall()
+    return [columns.instance(row) for row in reversed(rows)]
+
+
+TRANSCRIPT_FIELDS = ("id", "role", "body", "tool_calls")
+
+
+@functools.cache
+def _transcript_sql() -> str:
+    q = sql.quote
+    meta = ChatMessage._meta
+    pk = q(meta.pk.column)
+    return (
+        f"SELECT {sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS).select('m')} "  # noqa: S608 - quoted identifiers of our model; values are parameters
+        f"FROM {q(meta.db_table)} m WHERE m.{q(meta.get_field('session').column)} = %s "
+        f"ORDER BY m.{pk} DESC LIMIT %s"
     )
-    return list(reversed(newest))
 
 
 # --- customer messages ----------------------------------------------------------------
@@ -246,7 +308,7 @@ def customer_message_post(
     # the unique client id, and the whole transaction goes.
     try:
         with transaction.atomic():
-            message = ChatMessage.objects.create(
+            message = ChatMessage(
                 session=session,
                 role=MessageRole.CUSTOMER,
                 channel=channel,
@@ -254,12 +316,15 @@ def customer_message_post(
                 client_id=client_id,
                 created_at=now,
             )
-            ChatSession.objects.filter(pk=session.pk).update(
-                channel=channel,
-                last_message_at=now,
-                customer_messages=F("customer_messages") + 1,
-                rate_window_start=window_start,
-                rate_window_messages=window_count,
+            _message_insert(
+                message,
+                totals={
+                    "channel": channel,
+                    "last_message_at": now,
+                    "rate_window_start": window_start,
+                    "rate_window_messages": window_count,
+                },
+                increments={"customer_messages": 1},
             )
             if first:
                 _first_message_effects(session=session, message=message)
@@ -316,25 +381,49 @@ def assistant_message_store(
     *, session: ChatSession, body: str, channel: str, **fields: Any
 ) -> ChatMessage:
     """Store the assistant's answer and push it to the open pages."""
-    with transaction.atomic():  # one commit for the answer and the totals
-        message = ChatMessage.objects.create(
-            session=session,
-            role=MessageRole.ASSISTANT,
-            channel=channel,
-            body=body,
-            **fields,
-        )
-        ChatSession.objects.filter(pk=session.pk).update(
-            last_message_at=message.created_at,
-            assistant_tokens=F("assistant_tokens")
-            + message.input_tokens
-            + message.output_tokens,
-        )
+    message = ChatMessage(
+        session=session,
+        role=MessageRole.ASSISTANT,
+        channel=channel,
+        body=body,
+        **fields,
+    )
+    _message_insert(
+        message,
+        totals={"last_message_at": message.created_at},
+        increments={"assistant_tokens": message.input_tokens + message.output_tokens},
+    )
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},
     )
     return message
+
+
+def _message_insert(
+    message: ChatMessage, *, totals: dict[str, Any], increments: dict[str, Any]
+) -> ChatMessage:
+    """Insert ``message`` and update its session's totals in one statement (one round
+    trip, one commit outside a transaction), in SQL the ORM would otherwise build
+    twice for every message (leadorch.sql). The unique client id fails it as the
+    ORM's insert would, with an IntegrityError naming CLIENT_ID_CONSTRAINT."""
+    insert = sql.insert_values(message)
+    assignments, params = sql.update_assignments(
+        ChatSession, totals, increments=increments
+    )
+    q = sql.quote
+    message_pk = q(ChatMessage._meta.pk.column)
+    session_pk = q(ChatSession._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH message AS ({insert.sql} RETURNING {message_pk}), "  # noqa: S608 - identifiers as above
+            f"totals AS (UPDATE {q(ChatSession._meta.db_table)} SET {assignments} "
+            f"WHERE {session_pk} = %s) "
+            f"SELECT {message_pk} FROM message",
+            [*insert.params, *params, message.session_id],
+        )
+        (pk,) = cursor.fetchone()
+    return sql.mark_saved(message, pk)
 
 
 def system_message_store(

@@ -9,6 +9,7 @@ says they are never instructions.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ from django_tenants.utils import schema_context
 
 from appointments.models import Appointment, AppointmentStatus
 from chat.models import ChatSession
+from leadorch import sql
 from locations import selectors as location_selectors
-from locations.models import Location, LocationHours, Weekday
+from locations.models import Location, LocationHours, ServiceCatalogItem, Weekday
 from tenants.models import Tenant
 
 # Longest CRM-supplied value shown to a model; real names and vehicles are far shorter.
@@ -185,11 +187,9 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
     lead = session.lead
     location = lead.location
     facts = location_facts(location)
-    booked = (
-        Appointment.objects.filter(lead=lead, status=AppointmentStatus.BOOKED)
-        .values_list("pk", "service__name", "starts_at")
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_booked_sql(), [lead.pk, AppointmentStatus.BOOKED.value])
+        booked = cursor.fetchone()
     appointment = None
     if booked is not None:
         pk, service_name, starts_at = booked
@@ -214,6 +214,31 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
         appointment=appointment,
         brand_name=brand_facts(connection.schema_name).name,
         now=now,
+    )
+
+
+@functools.cache
+def _booked_sql() -> str:
+    """The lead's booked appointment: its id, service name and start, the first by
+    the appointments' ordering, as
+    ``filter(lead=..., status=BOOKED).values_list("pk", "service__name",
+    "starts_at").first()`` reads it; written once (leadorch.sql), since every
+    answer asks."""
+    q = sql.quote
+    meta, service = Appointment._meta, ServiceCatalogItem._meta
+
+    def column(name: str) -> str:
+        return f"a.{q(meta.get_field(name).column)}"
+
+    def order(name: str) -> str:
+        return f"{column(name[1:])} DESC" if name.startswith("-") else column(name)
+
+    return (
+        f"SELECT {column('id')}, s.{q(service.get_field('name').column)}, "  # noqa: S608 - quoted identifiers of our models; values are parameters
+        f"{column('starts_at')} FROM {q(meta.db_table)} a "
+        f"JOIN {q(service.db_table)} s ON s.{q(service.pk.column)} = {column('service')} "
+        f"WHERE {column('lead')} = %s AND {column('status')} = %s "
+        f"ORDER BY {', '.join(order(name) for name in meta.ordering)} LIMIT 1"
     )
 
 

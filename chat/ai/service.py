@@ -120,9 +120,7 @@ def _prepare(
     """What answering needs, read once. ``session`` (with its lead and location) may
     come loaded from the same thread's work, saving its query."""
     if session is None:
-        session = ChatSession.objects.select_related("lead__location").get(
-            pk=session_id
-        )
+        session = chat_services.session_get_with_lead(session_id=session_id)
     if session.mode != SessionMode.ASSISTANT or session.revoked_at is not None:
         return None
     budget = budget_state(session=session)
@@ -496,7 +494,7 @@ def customer_turn_start(
 ) -> CustomerTurn:
     """Store the customer's message and read what answering it needs, in one go:
     one load of the session for both. Precondition: inside the brand's schema."""
-    session = ChatSession.objects.select_related("lead__location").get(pk=session_id)
+    session = chat_services.session_get_with_lead(session_id=session_id)
     posted = chat_services.customer_message_post(
         session=session, text=text, client_id=client_id, channel=channel
     )

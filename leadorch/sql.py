@@ -1,0 +1,147 @@
+"""Hand-written SQL for the few hot paths where building a query costs more than
+running it.
+
+The ORM compiles every query anew. For the chat turn's statements that is most of
+their CPU: reading a session with its lead and location through
+``select_related(...).get()`` costs about eight times the CPU of the same SQL sent
+by hand. These helpers keep such SQL true to the models: the columns come from
+the models' fields, values reach the database through each field's own
+preparation (JSON, decimals, time zones) and come back through its converters, so
+a migration that adds, drops or renames a field changes the SQL with it.
+
+Use them where a measurement says so; everywhere else the ORM is the way.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """A model's concrete fields in declaration order, as columns of a SELECT and
+    as the values of an instance built from a row."""
+
+    model: type[Model]
+    fields: tuple[Field, ...]
+    # Per field, the converters the ORM applies to a value read from the database.
+    converters: tuple[tuple[Callable[..., Any], ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def select(self, alias: str) -> str:
+        """``"alias"."column", ...`` for every field, in order."""
+        table = quote(alias)
+        return ", ".join(f"{table}.{quote(field.column)}" for field in self.fields)
+
+    def instance(self, row: Sequence[Any], start: int = 0) -> Model:
+        """The instance whose fields are ``row[start:start + len(self)]``, as the ORM
+        would have loaded it (``Model.from_db``, converters applied)."""
+        values = list(row[start : start + len(self.fields)])
+        for index, converters in enumerate(self.converters):
+            for convert in converters:
+                values[index] = convert(
+                    values[index], self.fields[index].cached_col, connection
+                )
+        return self.model.from_db(
+            connection.alias, [field.attname for field in self.fields], values
+        )
+
+
+@functools.cache
+def model_columns(
+    model: type[Model], names: tuple[str, ...] | None = None
+) -> ModelColumns:
+    """All of ``model``'s concrete fields, or only those ``names`` (the others are
+    deferred on the instances built, as with ``only()``; the primary key must be
+    one of them)."""
+    fields = tuple(
+        model._meta.concrete_fields
+        if names is None
+        else (model._meta.get_field(name) for name in names)
+    )
+    return ModelColumns(
+        model=model,
+        fields=fields,
+        converters=tuple(
+            tuple(
+                connection.ops.get_db_converters(field.cached_col)
+                + field.get_db_converters(connection)
+            )
+            for field in fields
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class InsertValues:
+    """An unsaved instance's row: ``INSERT INTO table (columns) VALUES (placeholders)``
+    with ``params``, the primary key left to the database."""
+
+    table: str
+    columns: str
+    placeholders: str
+    params: list[Any]
+
+    @property
+    def sql(self) -> str:
+        return f"INSERT INTO {self.table} ({self.columns}) VALUES ({self.placeholders})"  # noqa: S608 - quoted identifiers, values are parameters
+
+
+def insert_values(instance: Model) -> InsertValues:
+    """What ``instance.save()`` would insert for a new row (defaults and
+    ``auto_now_add`` applied), prepared by each field as the ORM prepares it."""
+    meta = instance._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    return InsertValues(
+        table=quote(meta.db_table),
+        columns=", ".join(quote(field.column) for field in fields),
+        placeholders=", ".join(["%s"] * len(fields)),
+        params=[
+            field.get_db_prep_save(field.pre_save(instance, True), connection)
+            for field in fields
+        ],
+    )
+
+
+def mark_saved(instance: M, pk: Any) -> M:
+    """``instance`` now stands for the row the database stored under ``pk``."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+def update_assignments(
+    model: type[Model],
+    values: dict[str, Any],
+    *,
+    increments: dict[str, Any] | None = None,
+) -> tuple[str, list[Any]]:
+    """The ``SET`` list of an UPDATE of ``model``: each field of ``values`` set to its
+    value (prepared by the field), each of ``increments`` increased by its amount."""
+    meta = model._meta
+    assignments: list[str] = []
+    params: list[Any] = []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    for name, amount in (increments or {}).items():
+        column = quote(meta.get_field(name).column)
+        assignments.append(f"{column} = {column} + %s")
+        params.append(amount)
+    return ", ".join(assignments), params

@@ -1,0 +1,204 @@
+"""The chat turn's hand-written SQL reads and writes what the ORM would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from appointments.models import Appointment
+from chat import services as chat_services
+from chat.ai.context import context_load
+from chat.models import CLIENT_ID_CONSTRAINT, ChatMessage, ChatSession
+from leads.models import Lead
+from locations.models import Location
+from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
+
+
+def _values(instance) -> dict:
+    return {
+        f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields
+    }
+
+
+def test_a_session_is_read_with_its_lead_and_location_as_the_orm_reads_them(
+    tenant, django_assert_num_queries
+):
+    location = LocationFactory(name="Store 12", time_zone="America/Denver")
+    lead = LeadFactory(location=location, first_name="Ana", vehicle_make="Kia")
+    session = chat_services.session_for_lead(lead=lead)
+    ChatSession.objects.filter(pk=session.pk).update(
+        offered_slots=[{"id": "S1", "label": "Tue 9:00 AM"}],
+        revoked_at=timezone.now(),
+        last_message_at=timezone.now() - timedelta(minutes=3),
+    )
+    expected = ChatSession.objects.select_related("lead__location").get(pk=session.pk)
+
+    with django_assert_num_queries(1):
+        read = chat_services.session_get_with_lead(session_id=session.pk)
+        # The lead and its location come with it: no query for either.
+        assert read.lead.location.name == "Store 12"
+
+    assert _values(read) == _values(expected)
+    assert _values(read.lead) == _values(expected.lead)
+    assert _values(read.lead.location) == _values(expected.lead.location)
+    assert read.offered_slots == [{"id": "S1", "label": "Tue 9:00 AM"}]
+    assert isinstance(read.lead, Lead)
+    assert isinstance(read.lead.location, Location)
+    assert not read._state.adding
+    # A loaded instance saves as an update of its row, as one from the ORM does.
+    read.handoff_reason = "asked for a person"
+    read.save(update_fields=["handoff_reason"])
+    assert ChatSession.objects.get(pk=session.pk).handoff_reason == "asked for a person"
+
+
+def test_an_unknown_session_does_not_exist(tenant):
+    with pytest.raises(ChatSession.DoesNotExist):
+        chat_services.session_get_with_lead(session_id=987654)
+
+
+def test_a_customer_message_is_stored_with_the_sessions_totals(tenant):
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    first = chat_services.customer_message_post(
+        session=session, text="How much is tint?", client_id="c-1"
+    )
+    second = chat_services.customer_message_post(
+        session=session, text="And for an SUV?", client_id="c-2"
+    )
+
+    for posted in (first, second):
+        assert posted.created
+        assert _values(ChatMessage.objects.get(pk=posted.message.pk)) == _values(
+            posted.message
+        )
+    stored = ChatSession.objects.get(pk=session.pk)
+    assert stored.customer_messages == 2
+    assert stored.last_message_at == second.message.created_at
+    assert stored.rate_window_start == first.message.created_at
+    assert stored.rate_window_messages == 2
+    assert stored.channel == "web"
+
+
+def test_a_resend_stores_nothing_and_leaves_the_totals_alone(tenant):
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    posted = chat_services.customer_message_post(
+        session=session, text="Hello", client_id="same"
+    )
+    before = ChatSession.objects.get(pk=session.pk)
+
+    again = chat_services.customer_message_post(
+        session=ChatSession.objects.select_related("lead").get(pk=session.pk),
+        text="Hello",
+        client_id="same",
+    )
+
+    assert not again.created
+    assert again.message.pk == posted.message.pk
+    assert ChatMessage.objects.filter(session=session).count() == 1
+    after = ChatSession.objects.get(pk=session.pk)
+    assert after.customer_messages == before.customer_messages == 1
+    assert after.last_message_at == before.last_message_at
+
+
+def test_the_insert_fails_on_the_client_id_constraint_as_the_orms_would(tenant):
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    chat_services.customer_message_post(session=session, text="Hi", client_id="dup")
+    message = ChatMessage(session=session, role="customer", body="Hi", client_id="dup")
+
+    with pytest.raises(IntegrityError) as raised, transaction.atomic():
+        chat_services._message_insert(
+            message, totals={}, increments={"customer_messages": 1}
+        )
+
+    assert raised.value.__cause__.diag.constraint_name == CLIENT_ID_CONSTRAINT
+    assert ChatSession.objects.get(pk=session.pk).customer_messages == 1
+
+
+def test_answers_add_their_tokens_to_the_session(tenant):
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    rounds = [{"text": "", "calls": [{"id": "t1", "name": "quote"}], "results": []}]
+    answers = [
+        chat_services.assistant_message_store(
+            session=session,
+            body=f"Answer {n}",
+            channel="web",
+            provider="anthropic",
+            model="claude-test-1",
+            input_tokens=1000 * n,
+            output_tokens=50,
+            cost=Decimal("0.003750"),
+            latency_ms=420,
+            tool_calls=rounds,
+            fallbacks=[{"provider": "openai", "error": "timed out", "ms": 10}],
+            data={"slots": [{"id": "S1", "label": "Tue 9:00 AM"}]},
+        )
+        for n in (1, 2)
+    ]
+
+    for answer in answers:
+        stored = ChatMessage.objects.get(pk=answer.pk)
+        assert _values(stored) == _values(answer)
+        assert stored.cost == Decimal("0.003750")
+        assert stored.tool_calls == rounds
+    refreshed = ChatSession.objects.get(pk=session.pk)
+    assert refreshed.assistant_tokens == 1050 + 2050
+    assert refreshed.last_message_at == answers[1].created_at
+
+
+def test_the_transcript_is_the_newest_messages_oldest_first(tenant):
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    for n in range(5):
+        chat_services.customer_message_post(session=session, text=f"Question {n}")
+        chat_services.assistant_message_store(
+            session=session,
+            body=f"Answer {n}",
+            channel="web",
+            tool_calls=[{"text": "", "calls": [], "results": [], "n": n}],
+        )
+    expected = list(
+        reversed(ChatMessage.objects.filter(session=session).order_by("-pk")[:3])
+    )
+
+    transcript = chat_services.transcript_messages(session=session, limit=3)
+
+    assert [m.pk for m in transcript] == [m.pk for m in expected]
+    assert [(m.role, m.body) for m in transcript] == [
+        ("assistant", "Answer 3"),
+        ("customer", "Question 4"),
+        ("assistant", "Answer 4"),
+    ]
+    assert transcript[-1].tool_calls == [
+        {"text": "", "calls": [], "results": [], "n": 4}
+    ]
+    # Only what a transcript needs is read; the rest is deferred, as with only().
+    assert transcript[0].get_deferred_fields() >= {"data", "author_id", "cost"}
+
+
+def _booking(lead, starts_at, status="booked", name="Ceramic tint"):
+    return Appointment.objects.create(
+        lead=lead, location=lead.location, service=ServiceCatalogItemFactory(name=name),
+        bay=1, starts_at=starts_at, ends_at=starts_at + timedelta(hours=2),
+        status=status, source="chat", price_cents=44900,
+    )  # fmt: skip
+
+
+def test_the_context_names_the_leads_booked_appointment_only(tenant):
+    lead, other = LeadFactory(), LeadFactory()
+    start = datetime(2026, 12, 8, 17, tzinfo=UTC)
+    _booking(lead, start - timedelta(days=3), status="cancelled", name="Old")
+    _booking(other, start - timedelta(days=1), name="Not theirs")
+    booked = _booking(lead, start)
+    session = chat_services.session_get_with_lead(
+        session_id=chat_services.session_for_lead(lead=lead).pk
+    )
+
+    appointment = context_load(session=session).appointment
+
+    assert appointment is not None
+    assert (appointment.id, appointment.service) == (booked.pk, "Ceramic tint")
+    assert appointment.starts_at == start
+    other_session = chat_services.session_for_lead(lead=LeadFactory())
+    assert context_load(session=other_session).appointment is None
