@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time as clock
@@ -12,8 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import FloatField, QuerySet
-from django.db.models.functions import Cast, Extract
 from django.utils import timezone
 
 from appointments.availability import Busy, Slot, slots_compute
@@ -25,6 +24,7 @@ from appointments.models import (
     ScheduledMessage,
     ScheduledStatus,
 )
+from leadorch import sql
 from leadorch.errors import ApplicationError
 from leadorch.tasks import enqueue_on_commit
 from leads import services as lead_services
@@ -120,22 +120,13 @@ def availability_for(
         days=1
     )
     window_end = datetime.combine(date_to, time.max, tzinfo=zone) + timedelta(days=1)
-    bookings = Appointment.objects.filter(
-        location=location,
-        status=AppointmentStatus.BOOKED,
-        starts_at__lt=window_end,
-        ends_at__gt=window_start,
-    )
-    if exclude is not None:
-        bookings = bookings.exclude(pk=exclude.pk)
-    hours = {
-        h.weekday: None if h.is_closed else (h.opens_at, h.closes_at)
-        for h in LocationHours.objects.filter(location=location)
-    }
-    closures = list(
-        Closure.objects.filter(
-            location=location, ends_on__gte=date_from, starts_on__lte=date_to
-        ).values_list("starts_on", "ends_on")
+    hours, closures, busy = _availability_reads(
+        location_id=location.pk,
+        window_start=window_start,
+        window_end=window_end,
+        date_from=date_from,
+        date_to=date_to,
+        exclude_id=exclude.pk if exclude is not None else None,
     )
     return slots_compute(
         zone=location.time_zone,
@@ -143,7 +134,7 @@ def availability_for(
         closures=closures,
         bays=location.bays,
         duration=duration,
-        busy=_busy(bookings),
+        busy=busy,
         now=now,
         date_from=date_from,
         date_to=date_to,
@@ -153,17 +144,87 @@ def availability_for(
     )
 
 
-def _busy(bookings: QuerySet[Appointment]) -> list[Busy]:
-    """Booked intervals, read as epoch seconds: parsing thousands of timestamps from
-    text is most of an availability call otherwise."""
-    epochs = bookings.annotate(
-        start_epoch=Cast(Extract("starts_at", "epoch"), FloatField()),
-        end_epoch=Cast(Extract("ends_at", "epoch"), FloatField()),
-    ).values_list("start_epoch", "end_epoch", "bay")
-    return [
-        Busy(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), bay)
-        for start, end, bay in epochs
-    ]
+def _availability_reads(
+    *,
+    location_id: int,
+    window_start: datetime,
+    window_end: datetime,
+    date_from: date,
+    date_to: date,
+    exclude_id: int | None,
+) -> tuple[dict[int, tuple[time, time] | None], list[tuple[date, date]], list[Busy]]:
+    """What free times are computed from: the weekly hours (weekday -> opening and
+    closing, None when closed), the closures overlapping the dates and the booked
+    intervals overlapping the window (less ``exclude_id``).
+
+    Every offer of times in the chat reads these, so the three statements are
+    written once (leadorch.sql) and sent on one cursor. Booked times come as epoch
+    seconds: parsing thousands of timestamps from text is most of a busy
+    location's availability call otherwise.
+    """
+    hours_sql, closures_sql, busy_sql = _availability_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(hours_sql, [location_id])
+        hours = {
+            weekday: None if is_closed else (opens_at, closes_at)
+            for weekday, opens_at, closes_at, is_closed in cursor.fetchall()
+        }
+        cursor.execute(closures_sql, [location_id, date_from, date_to])
+        closures = [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(
+            busy_sql,
+            [
+                location_id,
+                AppointmentStatus.BOOKED.value,
+                window_end,
+                window_start,
+                exclude_id,
+            ],
+        )
+        busy = [
+            Busy(
+                datetime.fromtimestamp(start, UTC),
+                datetime.fromtimestamp(end, UTC),
+                bay,
+            )
+            for start, end, bay in cursor.fetchall()
+        ]
+    return hours, closures, busy
+
+
+@functools.cache
+def _availability_sql() -> tuple[str, str, str]:
+    q = sql.quote
+
+    def columns(model: Any, *names: str) -> list[str]:
+        return [q(model._meta.get_field(name).column) for name in names]
+
+    weekday, opens_at, closes_at, is_closed, hours_location = columns(
+        LocationHours, "weekday", "opens_at", "closes_at", "is_closed", "location"
+    )
+    starts_on, ends_on, closure_location = columns(
+        Closure, "starts_on", "ends_on", "location"
+    )
+    pk, starts_at, ends_at, bay, location, status = columns(
+        Appointment, "id", "starts_at", "ends_at", "bay", "location", "status"
+    )
+    # Quoted identifiers of our models only; every value is a parameter.
+    hours = (
+        f"SELECT {weekday}, {opens_at}, {closes_at}, {is_closed} "  # noqa: S608 - see above
+        f"FROM {q(LocationHours._meta.db_table)} WHERE {hours_location} = %s"
+    )
+    closures = (
+        f"SELECT {starts_on}, {ends_on} FROM {q(Closure._meta.db_table)} "  # noqa: S608 - see above
+        f"WHERE {closure_location} = %s AND {ends_on} >= %s AND {starts_on} <= %s"
+    )
+    busy = (
+        f"SELECT EXTRACT(EPOCH FROM {starts_at})::float8, "  # noqa: S608 - see above
+        f"EXTRACT(EPOCH FROM {ends_at})::float8, {bay} "
+        f"FROM {q(Appointment._meta.db_table)} "
+        f"WHERE {location} = %s AND {status} = %s AND {starts_at} < %s "
+        f"AND {ends_at} > %s AND {pk} IS DISTINCT FROM %s"
+    )
+    return hours, closures, busy
 
 
 def _slot_at(

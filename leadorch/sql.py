@@ -88,32 +88,35 @@ def model_columns(
 
 @dataclass(frozen=True)
 class InsertValues:
-    """An unsaved instance's row: ``INSERT INTO table (columns) VALUES (placeholders)``
-    with ``params``, the primary key left to the database."""
+    """An unsaved instance's row: ``sql`` (``INSERT INTO table (columns) VALUES
+    (placeholders)``) with ``params``, the primary key left to the database."""
 
-    table: str
-    columns: str
-    placeholders: str
+    sql: str
     params: list[Any]
-
-    @property
-    def sql(self) -> str:
-        return f"INSERT INTO {self.table} ({self.columns}) VALUES ({self.placeholders})"  # noqa: S608 - quoted identifiers, values are parameters
 
 
 def insert_values(instance: Model) -> InsertValues:
     """What ``instance.save()`` would insert for a new row (defaults and
     ``auto_now_add`` applied), prepared by each field as the ORM prepares it."""
-    meta = instance._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    sql, fields = _insert_statement(type(instance))
     return InsertValues(
-        table=quote(meta.db_table),
-        columns=", ".join(quote(field.column) for field in fields),
-        placeholders=", ".join(["%s"] * len(fields)),
+        sql=sql,
         params=[
             field.get_db_prep_save(field.pre_save(instance, True), connection)
             for field in fields
         ],
+    )
+
+
+@functools.cache
+def _insert_statement(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
+    meta = model._meta
+    fields = tuple(field for field in meta.concrete_fields if not field.primary_key)
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})",  # noqa: S608 - quoted identifiers, values are parameters
+        fields,
     )
 
 
