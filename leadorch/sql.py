@@ -3,8 +3,8 @@ running it.
 
 The ORM compiles every query anew. For the chat turn's statements that is most of
 their CPU: reading a session with its lead and location through
-``select_related(...).get()`` costs about eight times the CPU of the same SQL sent
-by hand. These helpers keep such SQL true to the models: the columns come from
+``select_related(...).get()`` cost 1.02 ms of CPU where the same SQL sent by hand,
+with the instances built from its row, cost 0.19 ms. These helpers keep such SQL true to the models: the columns come from
 the models' fields, values reach the database through each field's own
 preparation (JSON, decimals, time zones) and come back through its converters, so
 a migration that adds, drops or renames a field changes the SQL with it.
