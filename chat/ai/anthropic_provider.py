@@ -115,7 +115,8 @@ class AnthropicProvider(ConfiguredProvider):
 
         The SDK's raw event stream (``messages.create(stream=True)``), read here:
         its ``messages.stream()`` helper rebuilds the whole message after every
-        event, which cost a third of the SDK's CPU per answer.
+        event (in-process against a local mock: 1.55 ms of SDK CPU per text answer
+        with the helper, 1.3 ms without).
         """
         client = http.sdk_client(
             (

@@ -35,17 +35,18 @@ def test_hours_closures_and_bookings_are_read_as_the_orm_reads_them(
     Closure.objects.create(
         location=store, starts_on=date(2026, 12, 24), ends_on=date(2026, 12, 25)
     )
-    window_start = datetime(2026, 11, 16, 8, tzinfo=store.zone)
-    window_end = datetime(2026, 11, 21, 20, tzinfo=store.zone)
 
-    hours, closures, busy = services._availability_reads(
-        location_id=store.pk,
-        window_start=window_start,
-        window_end=window_end,
-        date_from=date(2026, 11, 16),
-        date_to=date(2026, 11, 21),
-        exclude_id=None,
-    )
+    def reads(exclude_id=None):
+        return services._availability_reads(
+            location_id=store.pk,
+            window_start=datetime(2026, 11, 16, 8, tzinfo=store.zone),
+            window_end=datetime(2026, 11, 21, 20, tzinfo=store.zone),
+            date_from=date(2026, 11, 16),
+            date_to=date(2026, 11, 21),
+            exclude_id=exclude_id,
+        )
+
+    hours, closures, busy = reads()
 
     assert hours == {
         h.weekday: None if h.is_closed else (h.opens_at, h.closes_at)
@@ -59,12 +60,5 @@ def test_hours_closures_and_bookings_are_read_as_the_orm_reads_them(
     ]
     assert all(b.start.tzinfo is not None for b in busy)
 
-    _, _, moving = services._availability_reads(
-        location_id=store.pk,
-        window_start=window_start,
-        window_end=window_end,
-        date_from=date(2026, 11, 16),
-        date_to=date(2026, 11, 21),
-        exclude_id=mine.pk,
-    )
+    _, _, moving = reads(exclude_id=mine.pk)
     assert [(b.bay, b.start) for b in moving] == [(other.bay, other.starts_at)]
