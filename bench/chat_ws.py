@@ -10,7 +10,11 @@ with the Anthropic provider against a mock API that answers at once
 (bench/_ai_mock.py): p50/p99 message -> first token, and our code's overhead per
 turn = that latency minus the mock's own service time for the turn's request.
 Target: overhead p99 <= 20 ms; every answer stored with provider "anthropic" and
-its tokens and cost.
+its tokens and cost. Then, for reference, the floor: the same load and the same
+mock against bench/_bare_chat.py, which sends the same frames and the app's own
+Anthropic request through the official SDK on the same server, with no Django,
+Channels or database; and how far the app's overhead is above the floor's in
+the same run (the part of the overhead that is the app's own).
 
 How it runs:
 
@@ -48,7 +52,7 @@ server, database and mock share the machine's cores; the load average and each
 process's CPU are reported.
 
 Run: .venv/bin/python bench/chat_ws.py [--sessions N] [--messages N]
-     [--phase scripted|anthropic|both]
+     [--phase scripted|anthropic|floor|all]
 Logs of the server and the mock: .var/bench/logs/.
 """
 
@@ -114,7 +118,7 @@ CATALOG = (
     ("tint-removal-full", "Tint removal", "Tint removal - full vehicle", 199, 120),
 )  # fmt: skip
 
-PHASES = ("scripted", "anthropic")
+PHASES = ("scripted", "anthropic", "floor")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -145,9 +149,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--phase",
-        choices=(*PHASES, "both"),
-        default="both",
-        help="which provider's load to run (default both)",
+        choices=(*PHASES, "all"),
+        default="all",
+        help="which phase to run (default all, in this order)",
     )
     args = parser.parse_args(argv)
     if args.sessions < 1 or not 1 <= args.messages <= len(QUESTIONS):
@@ -579,19 +583,32 @@ def run_phase(
     sessions: int,
     questions: Sequence[str],
 ) -> Phase:
-    prefix = "Guest" if name == "scripted" else "Client"
-    chats = create_chats(tenant, location_id, prefix, sessions)
-    warm = create_chats(tenant, location_id, f"Warm{name[:1].upper()}", WARMUP_SESSIONS)
-    solo = create_chats(tenant, location_id, f"Solo{name[:1].upper()}", 1)
-    print(
-        f"\n{name} phase: {sessions} sessions x {len(questions)} messages "
-        f"(AI_PROVIDER={name})"
-    )
+    if name == "floor":
+        # No database behind the floor's socket: the token is the first name.
+        chats, warm, solo = (
+            [Chat(0, f"{prefix}{n:04d}", f"{prefix}{n:04d}") for n in range(1, count + 1)]
+            for prefix, count in (("Floor", sessions), ("WarmF", WARMUP_SESSIONS), ("SoloF", 1))
+        )  # fmt: skip
+        print(
+            f"\nfloor phase: {sessions} sessions x {len(questions)} messages "
+            "(bench/_bare_chat.py: no app, the official SDK against the mock)"
+        )
+    else:
+        prefix = "Guest" if name == "scripted" else "Client"
+        chats = create_chats(tenant, location_id, prefix, sessions)
+        warm = create_chats(
+            tenant, location_id, f"Warm{name[:1].upper()}", WARMUP_SESSIONS
+        )
+        solo = create_chats(tenant, location_id, f"Solo{name[:1].upper()}", 1)
+        print(
+            f"\n{name} phase: {sessions} sessions x {len(questions)} messages "
+            f"(AI_PROVIDER={name})"
+        )
     with ExitStack() as stack:
         services = stack.enter_context(bench.Services())
         mock_url = None
         mock = None
-        if name == "anthropic":
+        if name in ("anthropic", "floor"):
             mock_port = bench.free_port()
             mock = services.start(
                 "ai_mock",
@@ -601,9 +618,21 @@ def run_phase(
             )  # fmt: skip
             mock_url = f"http://{bench.LOOPBACK}:{mock_port}"
             bench.wait_until_ok(f"{mock_url}/health", timeout=30, services=[mock])
-        services.env = phase_env(name, mock_url)
         port = bench.free_port()
-        web = services.start_web(port, name=f"web_{name}")
+        if name == "floor":
+            services.env = dict(os.environ)
+            services.env["BARE_CHAT_REQUEST"] = str(
+                floor_request(tenant, location_id, mock_url or "")
+            )
+            web = services.start(
+                "web_floor",
+                [bench.PYTHON, "-m", "leadorch.web", "-b", bench.LOOPBACK,
+                 "-p", str(port), "bench._bare_chat:application"],
+                stop_grace=10.0,
+            )  # fmt: skip
+        else:
+            services.env = phase_env(name, mock_url)
+            web = services.start_web(port, name=f"web_{name}")
         waited = bench.wait_until_ok(
             f"http://{bench.LOOPBACK}:{port}/api/ping",
             host=host,
@@ -612,10 +641,9 @@ def run_phase(
         )
         print(f"  daphne (pid {web.pid}) answered /api/ping after {waited:.1f} s")
 
-        groups: dict[str, Callable[[], list[Any]]] = {
-            "daphne": web.processes,
-            "postgres": bench.database_processes,
-        }
+        groups: dict[str, Callable[[], list[Any]]] = {"daphne": web.processes}
+        if name != "floor":
+            groups["postgres"] = bench.database_processes
         if mock is not None:
             groups["mock"] = mock.processes
         meter = bench.CpuMeter(groups)
@@ -646,7 +674,11 @@ def run_phase(
         mock_times = mock_call(mock_url, "/stats")["by_key"] if mock_url else None
         if not web.alive():
             print(f"  daphne exited; last lines of {web.log_path}:\n{web.log_tail()}")
-    stored = stored_answers(tenant, [c.lead_id for c in chats], name)
+    stored = (
+        {}
+        if name == "floor"
+        else stored_answers(tenant, [c.lead_id for c in chats], name)
+    )
     return Phase(
         name,
         main_run,
@@ -657,6 +689,51 @@ def run_phase(
         mock_times,
         solo_mock_times,
     )
+
+
+def floor_request(tenant: Any, location_id: int, mock_url: str) -> Path:
+    """The app's own Anthropic request for a chat's first turn, less its messages, for
+    the floor's server (bench/_bare_chat.py): the system prompt of a bench lead, the
+    tools and the settings. Written to .var/bench/floor_request.json."""
+    from django.conf import settings
+    from django_tenants.utils import tenant_context
+
+    from chat.ai.anthropic_provider import request_params
+    from chat.ai.base import TurnRequest
+    from chat.ai.context import context_load, system_prompt
+    from chat.ai.tools import TOOL_SPECS
+    from chat.models import ChatSession
+
+    (chat,) = create_chats(tenant, location_id, "FloorKey", 1)
+    with tenant_context(tenant):
+        session = ChatSession.objects.select_related("lead__location").get(
+            lead_id=chat.lead_id
+        )
+        system = system_prompt(context_load(session=session), channel="web")
+    params = request_params(
+        TurnRequest(
+            system=system,
+            transcript=(),
+            tools=TOOL_SPECS,
+            max_tokens=settings.AI_MAX_TOKENS,
+        ),
+        model=settings.ANTHROPIC_MODEL,
+    )
+    del params["messages"]
+    path = bench.VAR_DIR / "floor_request.json"
+    path.write_text(
+        json.dumps(
+            {
+                "params": params,
+                "first_name": chat.first_name,
+                "api_key": "bench",
+                "base_url": mock_url,
+                "timeout": settings.AI_TIMEOUT_SECONDS,
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
 
 
 def overheads(
@@ -774,29 +851,31 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
             "turns",
         ),
     ]  # fmt: skip
-    if label == "anthropic":
+    if label in ("anthropic", "floor"):
         overhead, service, unmatched = overheads(run, phase.mock_times)
         solo_overhead, _, _ = overheads(phase.solo, phase.solo_mock_times)
-        stored = phase.stored
+        p99 = bench.percentile(overhead, 99) * 1000
+        ours = "our overhead" if label == "anthropic" else "overhead"
         rows += [
             bench.Row(f"{label}: mock service time p50", bench.percentile(service, 50) * 1000, "ms"),
             bench.Row(f"{label}: mock service time p99", bench.percentile(service, 99) * 1000, "ms"),
-            bench.Row(f"{label}: our overhead per turn p50", bench.percentile(overhead, 50) * 1000, "ms"),
-            bench.row_at_most(
-                f"{label}: our overhead per turn p99",
-                bench.percentile(overhead, 99) * 1000,
-                "ms",
-                OVERHEAD_P99_TARGET_MS,
-            ),
+            bench.Row(f"{label}: {ours} per turn p50", bench.percentile(overhead, 50) * 1000, "ms"),
+            bench.row_at_most(f"{label}: our overhead per turn p99", p99, "ms", OVERHEAD_P99_TARGET_MS)
+            if label == "anthropic"
+            else bench.Row(f"{label}: overhead per turn p99 (daphne and the SDK alone)", p99, "ms"),
             bench.row_equal(f"{label}: turns matched to a mock request", len(overhead), "turns", turns, target_unit=""),
-            bench.row_equal(f"{label}: answers stored by anthropic", stored["by_provider"], "answers", turns, target_unit=""),
-            bench.row_equal(f"{label}: answers with tokens and cost recorded", stored["recorded"], "answers", turns, target_unit=""),
-            bench.Row(f"{label}: answers after a provider fallback", stored["fallbacks"], "answers"),
-            bench.Row(f"{label}: one session alone, our overhead per turn p50", bench.percentile(solo_overhead, 50) * 1000, "ms"),
+            bench.Row(f"{label}: one session alone, {ours} per turn p50", bench.percentile(solo_overhead, 50) * 1000, "ms"),
         ]  # fmt: skip
         if unmatched:
             print(f"  {unmatched} turns had no matching mock request")
-    else:
+    if label == "anthropic":
+        stored = phase.stored
+        rows += [
+            bench.row_equal(f"{label}: answers stored by anthropic", stored["by_provider"], "answers", turns, target_unit=""),
+            bench.row_equal(f"{label}: answers with tokens and cost recorded", stored["recorded"], "answers", turns, target_unit=""),
+            bench.Row(f"{label}: answers after a provider fallback", stored["fallbacks"], "answers"),
+        ]  # fmt: skip
+    elif label == "scripted":
         rows.append(
             bench.row_equal(
                 f"{label}: answers stored by the scripted assistant",
@@ -833,6 +912,28 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
     return rows
 
 
+def floor_rows(results: Sequence[Phase]) -> list[bench.Row]:
+    """The app's overhead against the floor's, measured in the same run."""
+    by_name = {phase.name: phase for phase in results}
+    if "anthropic" not in by_name or "floor" not in by_name:
+        return []
+    rows = []
+    for p in (50, 99):
+        app, floor = (
+            bench.percentile(overheads(by_name[n].run, by_name[n].mock_times)[0], p)
+            * 1000
+            for n in ("anthropic", "floor")
+        )
+        rows.append(
+            bench.Row(
+                f"anthropic overhead p{p} above the floor's (the app's own share)",
+                app - floor,
+                "ms",
+            )
+        )
+    return rows
+
+
 # --- Main ----------------------------------------------------------------------------------
 
 
@@ -844,7 +945,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.install_signal_handlers()
     run_started = time.monotonic()
     questions = QUESTIONS[: args.messages]
-    phases = PHASES if args.phase == "both" else (args.phase,)
+    phases = PHASES if args.phase == "all" else (args.phase,)
     print(
         f"chat over WebSockets: {args.sessions} sessions x {len(questions)} messages, "
         f"think time {think_seconds:g} s (seed {seed}), "
@@ -885,6 +986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for phase in results:
         rows += phase_rows(phase)
+    rows += floor_rows(results)
     print()
     bench.write_results(BENCHMARK, rows)
     print(f"whole run: {time.monotonic() - run_started:.0f} s")
