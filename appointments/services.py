@@ -197,7 +197,7 @@ def _availability_sql() -> tuple[str, str, str]:
     q = sql.quote
 
     def columns(model: Any, *names: str) -> list[str]:
-        return [q(model._meta.get_field(name).column) for name in names]
+        return [sql.column(model, name) for name in names]
 
     weekday, opens_at, closes_at, is_closed, hours_location = columns(
         LocationHours, "weekday", "opens_at", "closes_at", "is_closed", "location"

@@ -29,6 +29,8 @@ from typing import Any
 import anthropic
 import httpx2
 
+from bench import _bare_asgi
+
 CHAT_PATH_PREFIX = "/ws/chat/"
 
 _template: dict[str, Any] = json.loads(
@@ -57,28 +59,11 @@ def _client() -> anthropic.AsyncAnthropic:
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    elif scope["type"] == "http":
-        while (await receive()).get("more_body", False):
-            pass
-        body = b'{"status": "ok"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-    elif scope["type"] == "websocket":
+    if scope["type"] == "websocket":
         await _chat(scope, receive, send)
+    else:
+        # Lifespan, and the small JSON answer to any HTTP request (the bench's ping).
+        await _bare_asgi.application(scope, receive, send)
 
 
 async def _chat(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -22,9 +22,11 @@ How it runs:
    emptied (leads, chat sessions and messages of earlier runs go), then one
    location with weekly hours and a catalog, and per phase 200 leads, each with
    its own chat link (``chat.services.chat_links_create``), plus a few for the
-   warm-up and for one session alone.
-2. Per phase, daphne as a subprocess with the phase's AI settings (and, for the
-   Anthropic phase, the mock API as another subprocess); the load starts once
+   warm-up and for one session alone. The floor has no database behind it: its
+   tokens are the customers' first names.
+2. Per phase, daphne as a subprocess with the phase's AI settings, or serving
+   bench/_bare_chat.py for the floor (and, for the Anthropic phase and the
+   floor, the mock API as another subprocess); the load starts once
    GET /api/ping answers.
 3. Warm-up (not measured): 2 sessions x 5 messages. Then one session alone, 5
    messages (the latency without load, for reference).
@@ -36,7 +38,7 @@ How it runs:
    press send in the same millisecond), each next one a think time (uniform
    between half and one and a half times --think, default 3 s: reading the
    answer and typing) after the previous answer arrived. The pauses are drawn
-   per session from ``--seed`` (default 1), so every run and both phases offer
+   per session from ``--seed`` (default 1), so every run and every phase offer
    the same schedule, and a change to the server is compared on the same load.
    ``--think 0`` is a
    closed loop without pauses: a capacity test, where latency is queueing.

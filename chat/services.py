@@ -129,8 +129,8 @@ def _session_models() -> tuple[sql.ModelColumns, ...]:
 def _session_with_lead_sql() -> str:
     session_columns, lead_columns, location_columns = _session_models()
     q = sql.quote
-    lead_fk = q(ChatSession._meta.get_field("lead").column)
-    location_fk = q(Lead._meta.get_field("location").column)
+    lead_fk = sql.column(ChatSession, "lead")
+    location_fk = sql.column(Lead, "location")
     return (
         f"SELECT {session_columns.select('s')}, {lead_columns.select('l')}, "  # noqa: S608 - quoted identifiers of our models, the id is a parameter
         f"{location_columns.select('o')} "
@@ -240,7 +240,7 @@ def _transcript_sql() -> str:
     pk = q(meta.pk.column)
     return (
         f"SELECT {sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS).select('m')} "  # noqa: S608 - quoted identifiers of our model; values are parameters
-        f"FROM {q(meta.db_table)} m WHERE m.{q(meta.get_field('session').column)} = %s "
+        f"FROM {q(meta.db_table)} m WHERE m.{sql.column(ChatMessage, 'session')} = %s "
         f"ORDER BY m.{pk} DESC LIMIT %s"
     )
 

@@ -228,13 +228,13 @@ def _booked_sql() -> str:
     meta, service = Appointment._meta, ServiceCatalogItem._meta
 
     def column(name: str) -> str:
-        return f"a.{q(meta.get_field(name).column)}"
+        return f"a.{sql.column(Appointment, name)}"
 
     def order(name: str) -> str:
         return f"{column(name[1:])} DESC" if name.startswith("-") else column(name)
 
     return (
-        f"SELECT {column('id')}, s.{q(service.get_field('name').column)}, "  # noqa: S608 - quoted identifiers of our models; values are parameters
+        f"SELECT {column('id')}, s.{sql.column(ServiceCatalogItem, 'name')}, "  # noqa: S608 - quoted identifiers of our models; values are parameters
         f"{column('starts_at')} FROM {q(meta.db_table)} a "
         f"JOIN {q(service.db_table)} s ON s.{q(service.pk.column)} = {column('service')} "
         f"WHERE {column('lead')} = %s AND {column('status')} = %s "
