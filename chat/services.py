@@ -107,12 +107,22 @@ def session_get_with_lead(*, session_id: int) -> ChatSession:
     (leadorch.sql) instead of being built by the ORM on each call.
     Raises ChatSession.DoesNotExist.
     """
-    session_columns, lead_columns, location_columns = _session_models()
-    with connection.cursor() as cursor:
-        cursor.execute(_session_with_lead_sql(), [session_id])
-        row = cursor.fetchone()
-    if row is None:
+    (rows,) = sql.fetch_batch([session_with_lead_statement(session_id=session_id)])
+    return session_from_rows(rows, session_id=session_id)
+
+
+def session_with_lead_statement(*, session_id: int) -> sql.Statement:
+    """``session_get_with_lead``'s query, to send with others (``sql.fetch_batch``)."""
+    return sql.Statement(_session_with_lead_sql(), [session_id])
+
+
+def session_from_rows(rows: list[tuple[Any, ...]], *, session_id: int) -> ChatSession:
+    """The session that ``session_with_lead_statement`` read, with its lead and
+    location. Raises ChatSession.DoesNotExist when it read none."""
+    if not rows:
         raise ChatSession.DoesNotExist(f"No chat session {session_id}")
+    (row,) = rows
+    session_columns, lead_columns, location_columns = _session_models()
     session = session_columns.instance(row)
     lead = lead_columns.instance(row, len(session_columns))
     location = location_columns.instance(row, len(session_columns) + len(lead_columns))
@@ -223,10 +233,20 @@ def transcript_messages(*, session: ChatSession, limit: int) -> list[ChatMessage
 
     Read for every answer, so in SQL written once (leadorch.sql), as
     ``filter(session=session).order_by("-pk").only(...)[:limit]`` would read it."""
+    (rows,) = sql.fetch_batch(
+        [transcript_statement(session_id=session.pk, limit=limit)]
+    )
+    return transcript_from_rows(rows)
+
+
+def transcript_statement(*, session_id: int, limit: int) -> sql.Statement:
+    """``transcript_messages``'s query, to send with others (``sql.fetch_batch``)."""
+    return sql.Statement(_transcript_sql(), [session_id, limit])
+
+
+def transcript_from_rows(rows: list[tuple[Any, ...]]) -> list[ChatMessage]:
+    """The messages ``transcript_statement`` read, oldest first."""
     columns = sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS)
-    with connection.cursor() as cursor:
-        cursor.execute(_transcript_sql(), [session.pk, limit])
-        rows = cursor.fetchall()
     return [columns.instance(row) for row in reversed(rows)]
 
 

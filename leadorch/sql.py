@@ -154,3 +154,33 @@ def update_assignments(
         assignments.append(f"{column} = {column} + %s")
         params.append(amount)
     return ", ".join(assignments), params
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement and its parameters, to run with others (``fetch_batch``)."""
+
+    sql: str
+    params: Sequence[Any]
+
+
+def fetch_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+    """The rows of each read-only statement, all sent in one round trip.
+
+    With client-side binding (Django's default for psycopg, which these settings
+    keep) the statements go out as one query of the simple protocol and come back
+    as one result set each.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "; ".join(statement.sql for statement in statements),
+            [param for statement in statements for param in statement.params],
+        )
+        results = [cursor.fetchall()]
+        while cursor.nextset():
+            results.append(cursor.fetchall())
+    if len(results) != len(statements):
+        raise ValueError(
+            f"{len(statements)} statements returned {len(results)} result sets"
+        )
+    return results

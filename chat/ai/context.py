@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -183,16 +184,31 @@ def location_facts(location: Location) -> LocationFacts:
 def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatContext:
     """Everything the assistant may know for ``session``: one query for the
     appointment, the location's facts from the cache when fresh."""
+    (booked,) = sql.fetch_batch([booked_statement(session_id=session.pk)])
+    return context_from(session=session, booked=booked, now=now)
+
+
+def booked_statement(*, session_id: int) -> sql.Statement:
+    """The booked appointment of the session's lead, to send with other statements
+    (``sql.fetch_batch``); ``context_from`` reads its rows."""
+    return sql.Statement(_booked_sql(), [session_id, AppointmentStatus.BOOKED.value])
+
+
+def context_from(
+    *,
+    session: ChatSession,
+    booked: list[tuple[Any, ...]],
+    now: datetime | None = None,
+) -> ChatContext:
+    """The context of ``session`` (its lead and location loaded) with the rows that
+    ``booked_statement`` read."""
     now = now or timezone.now()
     lead = session.lead
     location = lead.location
     facts = location_facts(location)
-    with connection.cursor() as cursor:
-        cursor.execute(_booked_sql(), [lead.pk, AppointmentStatus.BOOKED.value])
-        booked = cursor.fetchone()
     appointment = None
-    if booked is not None:
-        pk, service_name, starts_at = booked
+    if booked:
+        pk, service_name, starts_at = booked[0]
         appointment = AppointmentInfo(
             id=pk,
             service=service_name,
@@ -219,13 +235,17 @@ def context_load(*, session: ChatSession, now: datetime | None = None) -> ChatCo
 
 @functools.cache
 def _booked_sql() -> str:
-    """The lead's booked appointment: its id, service name and start, the first by
-    the appointments' ordering, as
-    ``filter(lead=..., status=BOOKED).values_list("pk", "service__name",
+    """The booked appointment of a session's lead: its id, service name and start,
+    the first by the appointments' ordering, as
+    ``filter(lead=session.lead, status=BOOKED).values_list("pk", "service__name",
     "starts_at").first()`` reads it; written once (leadorch.sql), since every
-    answer asks."""
+    answer asks. The lead comes from the session's row, so the statement needs
+    only the session's id and can go with the session's own read."""
     q = sql.quote
     meta, service = Appointment._meta, ServiceCatalogItem._meta
+    session_table = q(ChatSession._meta.db_table)
+    session_pk = q(ChatSession._meta.pk.column)
+    session_lead = sql.column(ChatSession, "lead")
 
     def column(name: str) -> str:
         return f"a.{sql.column(Appointment, name)}"
@@ -237,7 +257,8 @@ def _booked_sql() -> str:
         f"SELECT {column('id')}, s.{sql.column(ServiceCatalogItem, 'name')}, "  # noqa: S608 - quoted identifiers of our models; values are parameters
         f"{column('starts_at')} FROM {q(meta.db_table)} a "
         f"JOIN {q(service.db_table)} s ON s.{q(service.pk.column)} = {column('service')} "
-        f"WHERE {column('lead')} = %s AND {column('status')} = %s "
+        f"WHERE {column('lead')} = (SELECT c.{session_lead} FROM {session_table} c "
+        f"WHERE c.{session_pk} = %s) AND {column('status')} = %s "
         f"ORDER BY {', '.join(order(name) for name in meta.ordering)} LIMIT 1"
     )
 

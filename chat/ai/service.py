@@ -14,6 +14,7 @@ made stay in the transcript the next one sees, so nothing is done twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -41,7 +42,12 @@ from chat.ai.base import (
     TurnRequest,
     UserText,
 )
-from chat.ai.context import brand_facts, context_load, system_prompt
+from chat.ai.context import (
+    booked_statement,
+    brand_facts,
+    context_from,
+    system_prompt,
+)
 from chat.ai.providers import providers_chain
 from chat.ai.scripted import word_result
 from chat.ai.tools import TOOL_SPECS, ToolBinding, ToolOutcome, tool_run
@@ -53,6 +59,7 @@ from chat.models import (
     MessageRole,
     SessionMode,
 )
+from leadorch import sql
 from leadorch.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -109,18 +116,48 @@ def spend_today(*, now: datetime) -> Decimal:
     return spent
 
 
+@dataclass(frozen=True)
+class TurnRead:
+    """The session with its lead and location, its newest messages (oldest first)
+    and the rows of its lead's booked appointment."""
+
+    session: ChatSession
+    history: list[ChatMessage]
+    booked: list[tuple[Any, ...]]
+
+
+def turn_read(*, session_id: int) -> TurnRead:
+    """What a turn reads before the model is asked, in one round trip: the session,
+    its transcript and its booked appointment. Raises ChatSession.DoesNotExist."""
+    session_rows, history_rows, booked = sql.fetch_batch(
+        [
+            chat_services.session_with_lead_statement(session_id=session_id),
+            chat_services.transcript_statement(
+                session_id=session_id, limit=settings.AI_HISTORY_MESSAGES
+            ),
+            booked_statement(session_id=session_id),
+        ]
+    )
+    return TurnRead(
+        session=chat_services.session_from_rows(session_rows, session_id=session_id),
+        history=chat_services.transcript_from_rows(history_rows),
+        booked=booked,
+    )
+
+
 def _prepare(
     *,
     session_id: int,
     customer_message_id: int | None,
     channel: str,
     confirmed_by_customer: bool,
-    session: ChatSession | None = None,
+    read: TurnRead | None = None,
 ) -> Prepared | None:
-    """What answering needs, read once. ``session`` (with its lead and location) may
-    come loaded from the same thread's work, saving its query."""
-    if session is None:
-        session = chat_services.session_get_with_lead(session_id=session_id)
+    """What answering needs. ``read`` may come from the same thread's work, saving
+    its round trip."""
+    if read is None:
+        read = turn_read(session_id=session_id)
+    session = read.session
     if session.mode != SessionMode.ASSISTANT or session.revoked_at is not None:
         return None
     budget = budget_state(session=session)
@@ -134,10 +171,8 @@ def _prepare(
         limits.append("session_tokens")
     if budget["spent_today"] >= budget["daily_cap"]:
         limits.append("daily_spend")
-    context = context_load(session=session)
-    history = chat_services.transcript_messages(
-        session=session, limit=settings.AI_HISTORY_MESSAGES
-    )
+    context = context_from(session=session, booked=read.booked)
+    history = read.history
     if customer_message_id is not None:
         history = [m for m in history if m.pk <= customer_message_id]
     return Prepared(
@@ -492,19 +527,22 @@ class CustomerTurn:
 def customer_turn_start(
     *, session_id: int, text: str, client_id: str, channel: str
 ) -> CustomerTurn:
-    """Store the customer's message and read what answering it needs, in one go:
-    one load of the session for both. Precondition: inside the brand's schema."""
-    session = chat_services.session_get_with_lead(session_id=session_id)
+    """Store the customer's message and read what answering it needs: one read of the
+    session, its transcript and its appointment before the message is stored (the
+    message joins the transcript read), one statement to store it.
+    Precondition: inside the brand's schema."""
+    read = turn_read(session_id=session_id)
     posted = chat_services.customer_message_post(
-        session=session, text=text, client_id=client_id, channel=channel
+        session=read.session, text=text, client_id=client_id, channel=channel
     )
     prepared = None
     if posted.created:
+        history = [*read.history, posted.message][-settings.AI_HISTORY_MESSAGES :]
         prepared = _prepare(
-            session_id=session.pk,
+            session_id=session_id,
             customer_message_id=posted.message.pk,
             channel=channel,
             confirmed_by_customer=False,
-            session=session,
+            read=dataclasses.replace(read, history=history),
         )
     return CustomerTurn(posted=posted, prepared=prepared)

@@ -6,14 +6,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from appointments.models import Appointment
 from chat import services as chat_services
+from chat.ai import service as ai_service
+from chat.ai.base import AssistantText, UserText
 from chat.ai.context import context_load
 from chat.models import CLIENT_ID_CONSTRAINT, ChatMessage, ChatSession
+from leadorch import sql
 from leads.models import Lead
 from locations.models import Location
 from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
@@ -231,3 +236,88 @@ def test_outside_a_transaction_a_resend_stores_nothing_and_the_totals_stay(
         assert after.customer_messages == before.customer_messages == 2
         assert after.last_message_at == before.last_message_at
         assert ChatMessage.objects.filter(session=session).count() == 2
+
+
+def test_a_batch_returns_each_statements_rows_in_order_and_values_as_data(tenant):
+    hostile = "x'; DELETE FROM chat_chatmessage; --%s"
+    rows = sql.fetch_batch(
+        [
+            sql.Statement("SELECT n FROM generate_series(1, %s) n", [3]),
+            sql.Statement("SELECT 1 WHERE %s", [False]),
+            sql.Statement("SELECT %s::text, %s::int", [hostile, 7]),
+        ]
+    )
+
+    assert rows == [[(1,), (2,), (3,)], [], [(hostile, 7)]]
+
+
+@pytest.fixture
+def facts_cached(settings):
+    # Warm caches as in production; the test's entries go with it.
+    settings.CHAT_CONTEXT_CACHE_SECONDS = settings.AI_SPEND_CACHE_SECONDS = 60
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_a_later_turn_reads_once_and_stores_once_and_answers_from_the_same_facts(
+    session, facts_cached
+):
+    booked = _booking(session.lead, datetime(2026, 12, 8, 17, tzinfo=UTC))
+    first = ai_service.customer_turn_start(
+        session_id=session.pk, text="Hi", client_id="c-1", channel="web"
+    )
+    chat_services.assistant_message_store(
+        session=session, body="Hello! How can I help?", channel="web"
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        turn = ai_service.customer_turn_start(
+            session_id=session.pk, text="How much?", client_id="c-2", channel="web"
+        )
+
+    # The read and the store; the savepoint around the store is only there inside
+    # a caller's transaction, as in this test.
+    statements = [
+        q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]
+    ]
+    assert len(statements) == 2, statements
+    assert statements[1].startswith("WITH message AS (INSERT")
+    assert first.prepared is not None
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Hi"),
+        AssistantText("Hello! How can I help?"),
+        UserText("How much?"),
+    )
+    assert booked.service.name in turn.prepared.system
+    # What the turn read before storing the message is what a read afterwards finds.
+    reread = ai_service._prepare(
+        session_id=session.pk,
+        customer_message_id=turn.posted.message.pk,
+        channel="web",
+        confirmed_by_customer=False,
+    )
+    assert reread is not None
+    assert (reread.system, reread.transcript) == (
+        turn.prepared.system,
+        turn.prepared.transcript,
+    )
+    assert reread.binding == turn.prepared.binding
+
+
+def test_a_turn_sees_only_the_newest_messages_with_its_own_last(session, settings):
+    settings.AI_HISTORY_MESSAGES = 3
+    for n in range(3):
+        chat_services.customer_message_post(session=session, text=f"Question {n}")
+
+    turn = ai_service.customer_turn_start(
+        session_id=session.pk, text="Last one", client_id="", channel="web"
+    )
+
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Question 1"),
+        UserText("Question 2"),
+        UserText("Last one"),
+    )
