@@ -290,7 +290,7 @@ def test_a_later_turn_reads_once_and_stores_once_and_answers_from_the_same_facts
         AssistantText("Hello! How can I help?"),
         UserText("How much?"),
     )
-    assert booked.service.name in turn.prepared.system
+    assert f"has an appointment: {booked.service.name} on" in turn.prepared.system
     # What the turn read before storing the message is what a read afterwards finds.
     reread = ai_service._prepare(
         session_id=session.pk,
