@@ -749,7 +749,6 @@ def overheads(
     overhead, service, unmatched = [], [], 0
     for turn in run.turns:
         times = (by_key or {}).get(turn.key, [])
-        times = by_key.get(turn.key, [])
         if turn.first_token is None:
             continue
         if len(times) < turn.number:
