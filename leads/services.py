@@ -143,9 +143,66 @@ def lead_transition(
     a move the lifecycle does not allow, including a move to the current status.
     """
     locked = Lead.objects.select_for_update().get(pk=lead.pk)
+    if to_status not in TRANSITIONS.get(locked.status, frozenset()):
+        raise LeadTransitionError(from_status=locked.status, to_status=to_status)
+    _move(
+        lead=lead,
+        locked=locked,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+        at=at,
+        data=data,
+    )
+    return lead
+
+
+def lead_advance(
+    *,
+    lead: Lead,
+    to_status: str,
+    actor: Any = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> bool:
+    """Move ``lead`` forward to ``to_status`` if that is ahead of where it stands.
+
+    For events that may arrive more than once or out of order (a second reply, a
+    late delivery receipt): returns False and changes nothing when the lead is
+    already there or further along, or closed.
+    """
+    # Nothing in the block raises but the database, whose error aborts a caller's
+    # transaction anyway: inside one, it needs no savepoint of its own.
+    with transaction.atomic(savepoint=False):
+        locked = Lead.objects.select_for_update().get(pk=lead.pk)
+        current = locked.status
+        moves_forward = current in FUNNEL and _rank(to_status) > _rank(current)
+        if not moves_forward or to_status not in TRANSITIONS[current]:
+            return False
+        _move(
+            lead=lead,
+            locked=locked,
+            to_status=to_status,
+            actor=actor,
+            reason=reason,
+            at=at,
+        )
+    return True
+
+
+def _move(
+    *,
+    lead: Lead,
+    locked: Lead,
+    to_status: str,
+    actor: Any,
+    reason: str,
+    at: datetime | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Store an allowed move of the row ``locked`` (locked by the caller, inside its
+    transaction) and its event, and copy the changed fields to ``lead``."""
     from_status = locked.status
-    if to_status not in TRANSITIONS.get(from_status, frozenset()):
-        raise LeadTransitionError(from_status=from_status, to_status=to_status)
     when = at or timezone.now()
     locked.status = to_status
     update_fields = ["status", "updated_at"]
@@ -168,36 +225,6 @@ def lead_transition(
         created_at=when,
     )
     _refresh(lead, locked, update_fields)
-    return lead
-
-
-def lead_advance(
-    *,
-    lead: Lead,
-    to_status: str,
-    actor: Any = None,
-    reason: str = "",
-    at: datetime | None = None,
-) -> bool:
-    """Move ``lead`` forward to ``to_status`` if that is ahead of where it stands.
-
-    For events that may arrive more than once or out of order (a second reply, a
-    late delivery receipt): returns False and changes nothing when the lead is
-    already there or further along, or closed.
-    """
-    with transaction.atomic():
-        current = (
-            Lead.objects.select_for_update()
-            .values_list("status", flat=True)
-            .get(pk=lead.pk)
-        )
-        moves_forward = current in FUNNEL and _rank(to_status) > _rank(current)
-        if not moves_forward or to_status not in TRANSITIONS[current]:
-            return False
-        lead_transition(
-            lead=lead, to_status=to_status, actor=actor, reason=reason, at=at
-        )
-    return True
 
 
 def lead_mark_lost(*, lead: Lead, reason: str, actor: Any = None) -> Lead:

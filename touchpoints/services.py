@@ -201,7 +201,10 @@ def cadence_start(
 def cadence_stop(*, lead: Lead, reason: str, now: datetime | None = None) -> int:
     """Stop the lead's cadence: cancel every touch point not yet sent, with ``reason``. Returns how many."""
     now = now or timezone.now()
-    with transaction.atomic():
+    label = StopReason(reason).label
+    # Two updates and nothing that raises but the database, whose error aborts a
+    # caller's transaction anyway: inside one, no savepoint of its own.
+    with transaction.atomic(savepoint=False):
         CadenceEnrollment.objects.filter(
             lead=lead, status__in=[EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED]
         ).update(
@@ -214,7 +217,7 @@ def cadence_stop(*, lead: Lead, reason: str, now: datetime | None = None) -> int
             lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
         ).update(
             status=TouchPointStatus.CANCELLED,
-            reason=StopReason(reason).label,
+            reason=label,
             finished_at=now,
             claimed_until=None,
         )

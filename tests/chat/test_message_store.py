@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,9 +20,16 @@ from chat.ai.base import AssistantText, UserText
 from chat.ai.context import context_load
 from chat.models import CLIENT_ID_CONSTRAINT, ChatMessage, ChatSession
 from leadorch import sql
-from leads.models import Lead
+from leads.models import Lead, LeadStatus
 from locations.models import Location
 from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
+from touchpoints import services as touchpoint_services
+from touchpoints.models import (
+    OPEN_TOUCHPOINT_STATUSES,
+    CadenceEnrollment,
+    StopReason,
+    TouchPoint,
+)
 
 
 def _values(instance) -> dict:
@@ -321,3 +329,47 @@ def test_a_turn_sees_only_the_newest_messages_with_its_own_last(session, setting
         UserText("Question 2"),
         UserText("Last one"),
     )
+
+
+def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_transaction(
+    session, facts_cached
+):
+    touchpoint_services.cadence_start(lead=session.lead)
+    # A caller's transaction (this test's) gets one savepoint around the whole
+    # first message, and its parts none of their own.
+    with CaptureQueriesContext(connection) as queries:
+        turn = ai_service.customer_turn_start(
+            session_id=session.pk, text="Hi", client_id="c-1", channel="web"
+        )
+
+    statements = [q["sql"] for q in queries]
+    stored = next(
+        i for i, s in enumerate(statements) if s.startswith("WITH message AS (INSERT")
+    )
+    released = next(
+        i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT")
+    )
+    assert statements[stored - 1].startswith("SAVEPOINT")
+    between = [
+        re.match(r'(SELECT|UPDATE|INSERT INTO) "(\w+)"', s).groups()
+        for s in statements[stored + 1 : released]
+    ]
+    assert between == [
+        ("SELECT", "leads_lead"),
+        ("UPDATE", "leads_lead"),
+        ("INSERT INTO", "leads_leadevent"),
+        ("UPDATE", "touchpoints_cadenceenrollment"),
+        ("UPDATE", "touchpoints_touchpoint"),
+    ]
+    assert "FOR UPDATE" in statements[stored + 1]
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1
+
+    lead = Lead.objects.get(pk=session.lead_id)
+    assert lead.status == LeadStatus.ENGAGED
+    assert lead.events.filter(to_status=LeadStatus.ENGAGED).count() == 1
+    enrollment = CadenceEnrollment.objects.get(lead=lead)
+    assert enrollment.stop_reason == StopReason.CHATTED
+    assert not TouchPoint.objects.filter(
+        lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
+    ).exists()
+    assert turn.prepared is not None
