@@ -22,3 +22,39 @@ def test_what_the_loaded_application_holds_is_kept_out_of_the_collectors_walks(
     # with next to nothing left for the collector to walk.
     assert frozen > 100_000
     assert tracked < frozen / 100
+
+
+SWITCH_INTERVAL = (
+    "import sys; from leadorch.web import CommandLineInterface; "
+    "CommandLineInterface().load_asgi_app('leadorch.asgi:application'); "
+    "print(sys.getswitchinterval())"
+)
+
+
+def test_the_server_lets_threads_take_turns_every_millisecond_by_default(tmp_path):
+    env = application_env(tmp_path, AI_PROVIDER="scripted")
+    env.pop("WEB_SWITCH_INTERVAL_MS", None)
+    result = run_python(["-c", SWITCH_INTERVAL], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 0.001
+
+
+def test_the_switch_interval_is_a_setting(tmp_path):
+    env = application_env(
+        tmp_path, AI_PROVIDER="scripted", WEB_SWITCH_INTERVAL_MS="2.5"
+    )
+    result = run_python(["-c", SWITCH_INTERVAL], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 0.0025
+
+
+def test_a_switch_interval_of_zero_stops_the_server_with_a_readable_message(
+    tmp_path,
+):
+    env = application_env(tmp_path, AI_PROVIDER="scripted", WEB_SWITCH_INTERVAL_MS="0")
+    result = run_python(["-c", SWITCH_INTERVAL], env, timeout=60)
+    assert result.returncode == 1
+    assert "WEB_SWITCH_INTERVAL_MS must be a number of milliseconds above 0" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
