@@ -11,7 +11,6 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from appointments.models import Appointment
 from chat import services as chat_services
@@ -218,32 +217,28 @@ def test_the_context_names_the_leads_booked_appointment_only(tenant):
     assert context_load(session=other_session).appointment is None
 
 
-@pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_a_resend_stores_nothing_and_the_totals_stay(
-    test_tenants,
-):
+def test_outside_a_transaction_a_resend_stores_nothing_and_the_totals_stay(tenant_tx):
     # Not inside a test transaction: later messages are one statement in autocommit.
-    with tenant_context(test_tenants["alpha"]):
-        session = chat_services.session_for_lead(lead=LeadFactory())
-        chat_services.customer_message_post(session=session, text="Hi", client_id="a")
-        session.refresh_from_db()
-        second = chat_services.customer_message_post(
-            session=session, text="Price for an SUV?", client_id="b"
-        )
-        before = ChatSession.objects.get(pk=session.pk)
+    session = chat_services.session_for_lead(lead=LeadFactory())
+    chat_services.customer_message_post(session=session, text="Hi", client_id="a")
+    session.refresh_from_db()
+    second = chat_services.customer_message_post(
+        session=session, text="Price for an SUV?", client_id="b"
+    )
+    before = ChatSession.objects.get(pk=session.pk)
 
-        again = chat_services.customer_message_post(
-            session=before, text="Price for an SUV?", client_id="b"
-        )
+    again = chat_services.customer_message_post(
+        session=before, text="Price for an SUV?", client_id="b"
+    )
 
-        assert connection.get_autocommit()
-        assert second.created
-        assert not again.created
-        assert again.message.pk == second.message.pk
-        after = ChatSession.objects.get(pk=session.pk)
-        assert after.customer_messages == before.customer_messages == 2
-        assert after.last_message_at == before.last_message_at
-        assert ChatMessage.objects.filter(session=session).count() == 2
+    assert connection.get_autocommit()
+    assert second.created
+    assert not again.created
+    assert again.message.pk == second.message.pk
+    after = ChatSession.objects.get(pk=session.pk)
+    assert after.customer_messages == before.customer_messages == 2
+    assert after.last_message_at == before.last_message_at
+    assert ChatMessage.objects.filter(session=session).count() == 2
 
 
 def test_a_batch_returns_each_statements_rows_in_order_and_values_as_data(tenant):
