@@ -9,6 +9,7 @@ when they are missing; creating a tenant whose schema exists skips its migration
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -89,6 +90,26 @@ def tenant_tx(transactional_db: None) -> Iterator[Tenant]:
     with tenant_context(tenants["alpha"]):
         yield tenants["alpha"]
     truncate_test_tenant_schemas()
+
+
+def _commits(request: pytest.FixtureRequest) -> bool:
+    """Whether the test runs outside a rolled-back transaction."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        return True
+    return "transactional_db" in request.fixturenames
+
+
+@pytest.fixture(autouse=True)
+def _empty_test_schemas_after_committing_tests(
+    request: pytest.FixtureRequest, django_db_blocker: Any
+) -> Iterator[None]:
+    """A test that commits leaves nothing in the test brands' schemas for the next,
+    whatever fixture it entered them with (``tenant_tx`` empties them itself)."""
+    yield
+    if _commits(request) and "tenant_tx" not in request.fixturenames:
+        with django_db_blocker.unblock():
+            truncate_test_tenant_schemas()
 
 
 @pytest.fixture
