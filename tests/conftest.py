@@ -85,11 +85,11 @@ def truncate_test_tenant_schemas() -> None:
 
 @pytest.fixture
 def tenant_tx(transactional_db: None) -> Iterator[Tenant]:
-    """Brand alpha for tests that commit (threads, several connections); cleaned afterwards."""
+    """Brand alpha for tests that commit (threads, several connections); emptied
+    afterwards, as after every test that commits."""
     tenants = ensure_test_tenants()
     with tenant_context(tenants["alpha"]):
         yield tenants["alpha"]
-    truncate_test_tenant_schemas()
 
 
 def _commits(request: pytest.FixtureRequest) -> bool:
@@ -105,9 +105,9 @@ def _empty_test_schemas_after_committing_tests(
     request: pytest.FixtureRequest, django_db_blocker: Any
 ) -> Iterator[None]:
     """A test that commits leaves nothing in the test brands' schemas for the next,
-    whatever fixture it entered them with (``tenant_tx`` empties them itself)."""
+    whatever fixture it entered them with."""
     yield
-    if _commits(request) and "tenant_tx" not in request.fixturenames:
+    if _commits(request):
         with django_db_blocker.unblock():
             truncate_test_tenant_schemas()
 
