@@ -9,7 +9,6 @@ when they are missing; creating a tenant whose schema exists skips its migration
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -102,14 +101,17 @@ def _commits(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(autouse=True)
 def _empty_test_schemas_after_committing_tests(
-    request: pytest.FixtureRequest, django_db_blocker: Any
+    request: pytest.FixtureRequest,
 ) -> Iterator[None]:
     """A test that commits leaves nothing in the test brands' schemas for the next,
-    whatever fixture it entered them with."""
+    whatever fixture it entered them with. Set up after ``transactional_db``, this
+    empties them before its flush and before Django closes the connection."""
+    commits = _commits(request)
+    if commits:
+        request.getfixturevalue("transactional_db")
     yield
-    if _commits(request):
-        with django_db_blocker.unblock():
-            truncate_test_tenant_schemas()
+    if commits:
+        truncate_test_tenant_schemas()
 
 
 @pytest.fixture
