@@ -10,7 +10,9 @@ with the Anthropic provider against a mock API that answers at once
 (bench/_ai_mock.py): p50/p99 message -> first token, and our code's overhead per
 turn = that latency minus the mock's own service time for the turn's request.
 Target: overhead p99 <= 20 ms; every answer stored with provider "anthropic" and
-its tokens and cost. Then, for reference, the floor: the same load and the same
+its tokens and cost. The overhead's p99 is also given apart for each session's
+first message (which moves the lead to engaged and stops its follow-up) and for
+the later ones. Then, for reference, the floor: the same load and the same
 mock against bench/_bare_chat.py, which sends the same frames and the app's own
 Anthropic request through the official SDK on the same server, with no Django,
 Channels or database; and how far the app's overhead is above the floor's in
@@ -739,15 +741,20 @@ def floor_request(tenant: Any, location_id: int, mock_url: str) -> Path:
 
 
 def overheads(
-    run: Run, by_key: dict[str, list[int]] | None
+    run: Run, by_key: dict[str, list[int]] | None, *, turns: str = "all"
 ) -> tuple[list[float], list[float], int]:
     """Per turn: first-token latency minus the mock's service time for that turn's
     request (seconds), the service times, and how many turns could not be matched.
+    ``turns``: "all", "first" (each session's first message) or "later".
 
     Each session has one request in flight at most and the mock answers with text
     only (one request per turn), so a session's k-th request is its k-th turn's."""
     overhead, service, unmatched = [], [], 0
     for turn in run.turns:
+        if (turns == "first" and turn.number != 1) or (
+            turns == "later" and turn.number == 1
+        ):
+            continue
         times = (by_key or {}).get(turn.key, [])
         if turn.first_token is None:
             continue
@@ -864,6 +871,14 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
             bench.row_at_most(f"{label}: our overhead per turn p99", p99, "ms", OVERHEAD_P99_TARGET_MS)
             if label == "anthropic"
             else bench.Row(f"{label}: overhead per turn p99 (daphne and the SDK alone)", p99, "ms"),
+            *(
+                bench.Row(
+                    f"{label}: {ours} per turn p99, {which} messages",
+                    bench.percentile(overheads(run, phase.mock_times, turns=which)[0], 99) * 1000,
+                    "ms",
+                )
+                for which in ("first", "later")
+            ),
             bench.row_equal(f"{label}: turns matched to a mock request", len(overhead), "turns", turns, target_unit=""),
             bench.Row(f"{label}: one session alone, {ours} per turn p50", bench.percentile(solo_overhead, 50) * 1000, "ms"),
         ]  # fmt: skip
