@@ -15,12 +15,18 @@ Two ways to run:
   each with its own connection, so one conversation's database wait does not
   hold up the others (Channels' default is one thread for every consumer of the
   process). Those threads do nothing else, so their schema is left set, which
-  saves a ``SET search_path`` on the next call for the same brand.
+  saves a ``SET search_path`` on the next call for the same brand. Work that such
+  a call leaves for the event loop (``on_loop``: chat.realtime's pushes of the
+  messages it stored) runs on the loop once the call is back, without waking the
+  loop once more for each. In 6 alternating pairs of bench/chat_ws.py runs (the
+  mock provider, 200 sessions) the web process's CPU per answer was lower with
+  this than with a wake-up per push in all 6, median 6.1 against 7.1 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -33,9 +39,10 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.utils import schema_context
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _executor: ThreadPoolExecutor | None = None
-# On a pool thread: the event loop that handed it the work (see chat.realtime).
+# On a pool thread: the LoopWork of the call it runs (see on_loop).
 caller = threading.local()
 _executor_lock = threading.Lock()
 # The connections the pool's threads opened, to close them on shutdown.
@@ -81,14 +88,58 @@ def _run_here(schema_name: str, fn: Callable[..., T], args: Any, kwargs: Any) ->
         return fn(*args, **kwargs)
 
 
+class LoopWork:
+    """What a pooled call leaves for the event loop that made it.
+
+    The thread adds callbacks; the loop runs them when the call returns or fails.
+    If the loop stopped waiting first (the socket went away), a callback added
+    later is handed to the loop at once instead, so none is lost.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._done = False
+
+    def add(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        try:
+            self.loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            logger.warning(
+                "The event loop closed before a pooled call's work could run"
+            )
+
+    def run(self) -> None:
+        with self._lock:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def on_loop(callback: Callable[[], None]) -> bool:
+    """On a pool thread: run ``callback`` on the calling event loop once the call is
+    back. Returns False (and does nothing) on any other thread."""
+    work = getattr(caller, "work", None)
+    if work is None:
+        return False
+    work.add(callback)
+    return True
+
+
 def _run_pooled(
-    loop: asyncio.AbstractEventLoop,
+    work: LoopWork,
     schema_name: str,
     fn: Callable[..., T],
     args: Any,
     kwargs: Any,
 ) -> T:
-    caller.loop = loop
+    caller.work = work
     _pooled_connections.add(connections[DEFAULT_DB_ALIAS])
     _drop_broken_connection()
     if connection.schema_name != schema_name:
@@ -105,10 +156,13 @@ async def in_schema(
 ) -> T:
     """Run ``fn(*args, **kwargs)`` in ``schema_name`` on a thread for sync work."""
     if parallel:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            _pool(), _run_pooled, loop, schema_name, fn, args, kwargs
-        )
+        work = LoopWork(asyncio.get_running_loop())
+        try:
+            return await work.loop.run_in_executor(
+                _pool(), _run_pooled, work, schema_name, fn, args, kwargs
+            )
+        finally:
+            work.run()
     return await sync_to_async(_run_here, thread_sensitive=True)(
         schema_name, fn, args, kwargs
     )

@@ -37,19 +37,18 @@ def publish_on_commit(*, session_public_id: Any, event: dict[str, Any]) -> None:
     transaction.on_commit(lambda: publish(group=group, event=event))
 
 
+# Pushes started on the loop and not yet done: the loop keeps only weak references.
+_sending: set[asyncio.Task[None]] = set()
+
+
 def publish(*, group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": "chat.event", "event": event}
-    loop = getattr(chat_db.caller, "loop", None)
-    if loop is not None and loop.is_running():
-        # On the chat socket's database threads: hand the send to the socket's event
-        # loop and go on, instead of holding the thread until the loop gets to it.
-        future = asyncio.run_coroutine_threadsafe(
-            layer.group_send(group, message), loop
-        )
-        future.add_done_callback(_log_failure(group))
+    # On the chat socket's database threads: the send starts on the socket's event
+    # loop when the call is back, and the thread goes on.
+    if chat_db.on_loop(lambda: _start_send(layer, group, message)):
         return
     try:
         async_to_sync(layer.group_send)(group, message)
@@ -57,11 +56,18 @@ def publish(*, group: str, event: dict[str, Any]) -> None:
         logger.exception("Could not push a chat event to %s", group)
 
 
+def _start_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    task = asyncio.ensure_future(layer.group_send(group, message))
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
+    task.add_done_callback(_log_failure(group))
+
+
 def _log_failure(group: str) -> Any:
-    def check(future: Any) -> None:
-        if not future.cancelled() and future.exception() is not None:
+    def check(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
             logger.error(
-                "Could not push a chat event to %s", group, exc_info=future.exception()
+                "Could not push a chat event to %s", group, exc_info=task.exception()
             )
 
     return check

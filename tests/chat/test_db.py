@@ -1,0 +1,84 @@
+"""Pooled database calls leave work for the event loop that made them (chat.db.on_loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from chat import db as chat_db
+
+
+def _run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 10))
+
+
+def test_work_left_by_a_pooled_call_runs_on_the_loop_once_the_call_is_back():
+    events: list[tuple[str, int]] = []
+
+    def call() -> str:
+        assert chat_db.on_loop(lambda: events.append(("work", threading.get_ident())))
+        events.append(("call ends", threading.get_ident()))
+        return "stored"
+
+    async def scenario() -> int:
+        result = await chat_db.in_schema("public", call, parallel=True)
+        events.append((f"caller gets {result}", threading.get_ident()))
+        return threading.get_ident()
+
+    loop_thread = _run(scenario())
+    assert [name for name, _ in events] == ["call ends", "work", "caller gets stored"]
+    pool_thread = events[0][1]
+    assert pool_thread != loop_thread
+    assert events[1][1] == events[2][1] == loop_thread
+
+
+def test_work_left_by_a_failing_call_still_runs():
+    ran: list[str] = []
+
+    def call() -> None:
+        chat_db.on_loop(lambda: ran.append("work"))
+        raise ValueError("the database said no")
+
+    async def scenario() -> None:
+        await chat_db.in_schema("public", call, parallel=True)
+
+    with pytest.raises(ValueError, match="the database said no"):
+        _run(scenario())
+    assert ran == ["work"]
+
+
+def test_work_left_after_the_caller_stopped_waiting_is_handed_to_the_loop():
+    release, left = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def call() -> None:
+        release.wait(5)
+        chat_db.on_loop(lambda: ran.append(threading.get_ident()))
+        left.set()
+
+    async def scenario() -> int:
+        waiting = asyncio.ensure_future(
+            chat_db.in_schema("public", call, parallel=True)
+        )
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the socket went away while its call was running
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        await asyncio.to_thread(left.wait, 5)
+        for _ in range(100):
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+        return threading.get_ident()
+
+    loop_thread = _run(scenario())
+    assert ran == [loop_thread]
+
+
+def test_off_the_pool_nothing_is_left_for_a_loop():
+    ran: list[str] = []
+    assert chat_db.on_loop(lambda: ran.append("work")) is False
+    assert ran == []
