@@ -119,7 +119,11 @@ class LoopWork:
             self._done = True
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback()
+            try:
+                callback()
+            except Exception:
+                # What the call stored is stored: its result still goes back.
+                logger.exception("Work a pooled call left for the event loop failed")
 
 
 def on_loop(callback: Callable[[], None]) -> bool:

@@ -49,6 +49,25 @@ def test_work_left_by_a_failing_call_still_runs():
     assert ran == ["work"]
 
 
+def test_a_failing_piece_of_work_neither_stops_the_rest_nor_loses_the_result(caplog):
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("the channel layer is gone")
+
+    def call() -> str:
+        chat_db.on_loop(broken)
+        chat_db.on_loop(lambda: ran.append("second"))
+        return "stored"
+
+    async def scenario() -> str:
+        return await chat_db.in_schema("public", call, parallel=True)
+
+    assert _run(scenario()) == "stored"
+    assert ran == ["second"]
+    assert "the channel layer is gone" in caplog.text
+
+
 def test_work_left_after_the_caller_stopped_waiting_is_handed_to_the_loop():
     release, left = threading.Event(), threading.Event()
     ran: list[int] = []
