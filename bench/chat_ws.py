@@ -741,18 +741,18 @@ def floor_request(tenant: Any, location_id: int, mock_url: str) -> Path:
 
 
 def overheads(
-    run: Run, by_key: dict[str, list[int]] | None, *, turns: str = "all"
+    run: Run, by_key: dict[str, list[int]] | None, *, which: str = "all"
 ) -> tuple[list[float], list[float], int]:
     """Per turn: first-token latency minus the mock's service time for that turn's
     request (seconds), the service times, and how many turns could not be matched.
-    ``turns``: "all", "first" (each session's first message) or "later".
+    ``which`` messages: "all", "first" (each session's first) or "later".
 
     Each session has one request in flight at most and the mock answers with text
     only (one request per turn), so a session's k-th request is its k-th turn's."""
     overhead, service, unmatched = [], [], 0
     for turn in run.turns:
-        if (turns == "first" and turn.number != 1) or (
-            turns == "later" and turn.number == 1
+        if (which == "first" and turn.number != 1) or (
+            which == "later" and turn.number == 1
         ):
             continue
         times = (by_key or {}).get(turn.key, [])
@@ -874,7 +874,7 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
             *(
                 bench.Row(
                     f"{label}: {ours} per turn p99, {which} messages",
-                    bench.percentile(overheads(run, phase.mock_times, turns=which)[0], 99) * 1000,
+                    bench.percentile(overheads(run, phase.mock_times, which=which)[0], 99) * 1000,
                     "ms",
                 )
                 for which in ("first", "later")
