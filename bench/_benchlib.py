@@ -743,6 +743,8 @@ class CpuMeter:
         snapshot["_busy"] = (
             system.user + system.nice + system.system + system.irq + system.softirq
         )
+        # Linux's steal time: the hypervisor ran another guest while this one had work.
+        snapshot["_stolen"] = getattr(system, "steal", 0.0)
         return snapshot
 
     def start(self) -> None:
@@ -751,7 +753,9 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         """Per group, percent of one CPU; "_self" is this process, "_other" every process
-        of the machine that is in no group (another job on a shared machine shows here)."""
+        of the machine that is in no group (another job on a shared machine shows here),
+        "_stolen" the time the hypervisor gave the machine's CPUs to another guest while
+        they had work (a virtual machine's neighbours show here)."""
         end = self._snapshot()
         wall = time.perf_counter() - self._wall
         if wall <= 0:
@@ -759,10 +763,11 @@ class CpuMeter:
         spent = {
             name: max(0.0, end[name] - self._start[name])
             for name in end
-            if name != "_busy"
+            if name not in ("_busy", "_stolen")
         }
         busy = max(0.0, end["_busy"] - self._start["_busy"])
         spent["_other"] = max(0.0, busy - sum(spent.values()))
+        spent["_stolen"] = max(0.0, end["_stolen"] - self._start["_stolen"])
         self.percent = {name: 100 * seconds / wall for name, seconds in spent.items()}
         return self.percent
 

@@ -799,7 +799,11 @@ def describe(phase: Phase) -> None:
         + " ms"
     )
     print(f"  stored: {phase.stored}")
-    names = {"_self": "load generator", "_other": "other processes"}
+    names = {
+        "_self": "load generator",
+        "_other": "other processes",
+        "_stolen": "stolen by the hypervisor",
+    }
     print(
         "  CPU during the load (100% = one core): "
         + ", ".join(f"{names.get(k, k)} {v:.0f}%" for k, v in phase.cpu.items())
@@ -914,6 +918,7 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
         "mock": "mock API",
         "_self": "load generator",
         "_other": "other processes on the machine",
+        "_stolen": "stolen by the hypervisor (steal time)",
     }
     for group, name in names.items():
         if group in phase.cpu:
