@@ -700,6 +700,10 @@ async def _run_load(
 # --- CPU accounting ------------------------------------------------------------------------
 
 
+# How reports name CpuMeter's "_stolen" share.
+STOLEN_LABEL = "stolen by the hypervisor (steal time)"
+
+
 class CpuMeter:
     """CPU seconds spent by groups of processes between :meth:`start` and :meth:`stop`.
 

@@ -802,7 +802,7 @@ def describe(phase: Phase) -> None:
     names = {
         "_self": "load generator",
         "_other": "other processes",
-        "_stolen": "stolen by the hypervisor",
+        "_stolen": bench.STOLEN_LABEL,
     }
     print(
         "  CPU during the load (100% = one core): "
@@ -918,7 +918,7 @@ def phase_rows(phase: Phase) -> list[bench.Row]:
         "mock": "mock API",
         "_self": "load generator",
         "_other": "other processes on the machine",
-        "_stolen": "stolen by the hypervisor (steal time)",
+        "_stolen": bench.STOLEN_LABEL,
     }
     for group, name in names.items():
         if group in phase.cpu:

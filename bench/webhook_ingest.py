@@ -259,7 +259,7 @@ def cpu_text(percent: dict[str, float]) -> str:
     names = {
         "_self": "bench process (load generator + mock API)",
         "_other": "other processes",
-        "_stolen": "stolen by the hypervisor",
+        "_stolen": bench.STOLEN_LABEL,
     }
     return ", ".join(f"{names.get(k, k)} {v:.0f}%" for k, v in percent.items())
 
@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": "worker",
         "_self": "load generator + mock",
         "_other": "other processes on the machine",
-        "_stolen": "stolen by the hypervisor (steal time)",
+        "_stolen": bench.STOLEN_LABEL,
     }
     for phase, cpu in (("webhook phase", webhook_cpu), ("ping phase", ping_cpu)):
         for name, label in groups.items():
