@@ -324,22 +324,25 @@ def customer_message_post(
             return Posted(message=resent, created=False)
         raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
     first = session.customer_messages == 0
-    # The message and the session's totals are one statement, atomic by itself: on
-    # its own it needs no BEGIN and COMMIT (two round trips fewer a turn). The first
-    # message shares one transaction with the lead's move to engaged. Inside the
-    # caller's transaction a savepoint keeps a resend's failure from aborting it.
-    # A resend fails the insert on the unique client id, and nothing is stored.
-    atomic = first or connection.in_atomic_block
+    message = ChatMessage(
+        session=session,
+        role=MessageRole.CUSTOMER,
+        channel=channel,
+        body=text,
+        client_id=client_id,
+        created_at=now,
+    )
+    # The message, the session's totals and, for the first message, the lead's move
+    # to engaged and the end of its follow-up are one statement, atomic by itself:
+    # one round trip, with no BEGIN and COMMIT around it. Inside the caller's
+    # transaction a savepoint keeps a resend's failure from aborting it. A resend
+    # fails the insert on the unique client id, and nothing is stored.
     try:
-        with transaction.atomic() if atomic else contextlib.nullcontext():
-            message = ChatMessage(
-                session=session,
-                role=MessageRole.CUSTOMER,
-                channel=channel,
-                body=text,
-                client_id=client_id,
-                created_at=now,
-            )
+        with (
+            transaction.atomic()
+            if connection.in_atomic_block
+            else contextlib.nullcontext()
+        ):
             _message_insert(
                 message,
                 totals={
@@ -349,9 +352,10 @@ def customer_message_post(
                     "rate_window_messages": window_count,
                 },
                 increments={"customer_messages": 1},
+                effects=_first_message_effects(session=session, message=message)
+                if first
+                else None,
             )
-            if first:
-                _first_message_effects(session=session, message=message)
     except IntegrityError as error:
         if _violated_constraint(error) != CLIENT_ID_CONSTRAINT:
             raise
@@ -388,17 +392,32 @@ def _stored_with(*, session: ChatSession, client_id: str) -> ChatMessage | None:
     return ChatMessage.objects.filter(session=session, client_id=client_id).first()
 
 
-def _first_message_effects(*, session: ChatSession, message: ChatMessage) -> None:
-    """The customer answered for the first time: the lead is engaged and the
-    follow-up stops. (Two first messages at once both get here; both calls are
-    idempotent.)"""
-    lead = session.lead
-    lead_services.lead_advance(
-        lead=lead,
+@dataclass(frozen=True)
+class _FirstMessageEffects:
+    """What the first customer message changes beyond the chat (steps of the
+    message's statement): the lead is engaged and its follow-up stops. (Two first
+    messages at once both bring them; the second changes nothing.)"""
+
+    lead: Lead
+    move: lead_services.LeadMove
+    steps: tuple[sql.Step, ...]
+
+
+def _first_message_effects(
+    *, session: ChatSession, message: ChatMessage
+) -> _FirstMessageEffects:
+    move = lead_services.lead_advance_steps(
+        lead_id=session.lead_id,
         to_status=LeadStatus.ENGAGED,
         reason="Wrote in the chat" if message.channel == "web" else "Replied by SMS",
+        at=message.created_at,
     )
-    touchpoint_services.cadence_stop(lead=lead, reason=StopReason.CHATTED)
+    stop = touchpoint_services.cadence_stop_steps(
+        lead_id=session.lead_id, reason=StopReason.CHATTED, now=message.created_at
+    )
+    return _FirstMessageEffects(
+        lead=session.lead, move=move, steps=(*move.steps, *stop)
+    )
 
 
 def assistant_message_store(
@@ -425,12 +444,17 @@ def assistant_message_store(
 
 
 def _message_insert(
-    message: ChatMessage, *, totals: dict[str, Any], increments: dict[str, Any]
+    message: ChatMessage,
+    *,
+    totals: dict[str, Any],
+    increments: dict[str, Any],
+    effects: _FirstMessageEffects | None = None,
 ) -> ChatMessage:
-    """Insert ``message`` and update its session's totals in one statement (one round
-    trip, one commit outside a transaction), in SQL the ORM would otherwise build
-    twice for every message (leadorch.sql). The unique client id fails it as the
-    ORM's insert would, with an IntegrityError naming CLIENT_ID_CONSTRAINT."""
+    """Insert ``message`` and update its session's totals (and make ``effects``) in
+    one statement: one round trip, one commit outside a transaction, in SQL the ORM
+    would otherwise build twice for every message (leadorch.sql). The unique client
+    id fails it as the ORM's insert would, with an IntegrityError naming
+    CLIENT_ID_CONSTRAINT."""
     insert = sql.insert_values(message)
     assignments, params = sql.update_assignments(
         ChatSession, totals, increments=increments
@@ -438,16 +462,26 @@ def _message_insert(
     q = sql.quote
     message_pk = q(ChatMessage._meta.pk.column)
     session_pk = q(ChatSession._meta.pk.column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH message AS ({insert.sql} RETURNING {message_pk}), "  # noqa: S608 - identifiers as above
-            f"totals AS (UPDATE {q(ChatSession._meta.db_table)} SET {assignments} "
-            f"WHERE {session_pk} = %s) "
-            f"SELECT {message_pk} FROM message",
-            [*insert.params, *params, message.session_id],
-        )
-        (pk,) = cursor.fetchone()
-    return sql.mark_saved(message, pk)
+    steps = [
+        sql.Step("message", f"{insert.sql} RETURNING {message_pk}", insert.params),
+        sql.Step(
+            "totals",
+            f"UPDATE {q(ChatSession._meta.db_table)} SET {assignments} "  # noqa: S608 - identifiers as above
+            f"WHERE {session_pk} = %s",
+            [*params, message.session_id],
+        ),
+    ]
+    select = f"SELECT message.{message_pk}"
+    if effects is not None:
+        steps += effects.steps
+        moved = lead_services.LeadMove.MOVED
+        select += f", {effects.move.returning} FROM message LEFT JOIN {moved} ON TRUE"
+    else:
+        select += " FROM message"
+    row = sql.fetch_one(sql.with_steps(steps, select))
+    if effects is not None:
+        effects.move.apply(effects.lead, row[1:])
+    return sql.mark_saved(message, row[0])
 
 
 def system_message_store(

@@ -73,11 +73,14 @@ def model_columns(
 ) -> ModelColumns:
     """All of ``model``'s concrete fields, or only those ``names`` (the others are
     deferred on the instances built, as with ``only()``; the primary key must be
-    one of them)."""
+    one of them). Either way in the model's order, which ``Model.from_db`` expects."""
     fields = tuple(
         model._meta.concrete_fields
         if names is None
-        else (model._meta.get_field(name) for name in names)
+        else sorted(
+            (model._meta.get_field(name) for name in names),
+            key=model._meta.concrete_fields.index,
+        )
     )
     return ModelColumns(
         model=model,
@@ -123,6 +126,33 @@ def _insert_statement(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
     return (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})",  # noqa: S608 - quoted identifiers, values are parameters
         fields,
+    )
+
+
+def insert_select(
+    instance: Model, *, source: str, expressions: dict[str, str]
+) -> Statement:
+    """``INSERT INTO table (columns) SELECT ... FROM source``: the row
+    ``insert_values(instance)`` would insert, except the fields of ``expressions``,
+    whose values are those SQL expressions over ``source`` (one row inserted per
+    row of ``source``: none when it is empty)."""
+    meta = type(instance)._meta
+    values: list[str] = []
+    params: list[Any] = []
+    _, fields = _insert_statement(type(instance))
+    for field in fields:
+        if field.name in expressions:
+            values.append(expressions[field.name])
+        else:
+            values.append("%s")
+            params.append(
+                field.get_db_prep_save(field.pre_save(instance, True), connection)
+            )
+    columns = ", ".join(quote(field.column) for field in fields)
+    return Statement(
+        sql=f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - quoted identifiers, values are parameters
+        f"SELECT {', '.join(values)} FROM {source}",
+        params=params,
     )
 
 
@@ -184,3 +214,41 @@ def fetch_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
             f"{len(statements)} statements returned {len(results)} result sets"
         )
     return results
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of a WITH query, ``name AS (sql)``: usually a data-modifying
+    one whose RETURNING later steps or the final SELECT may read."""
+
+    name: str
+    sql: str
+    params: Sequence[Any]
+
+
+def with_steps(
+    steps: Sequence[Step], select: str, params: Sequence[Any] = ()
+) -> Statement:
+    """``WITH step, step, ... select``: one statement, atomic by itself.
+
+    PostgreSQL runs every data-modifying step to completion whether ``select``
+    reads it or not, in an order of its choosing; they all see the database as it
+    was when the statement began (and what earlier steps RETURN), so no two of them
+    may change the same row.
+    """
+    names = [step.name for step in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Step names must differ: {names}")
+    return Statement(
+        sql="WITH "
+        + ", ".join(f"{step.name} AS ({step.sql})" for step in steps)
+        + f" {select}",
+        params=[*(param for step in steps for param in step.params), *params],
+    )
+
+
+def fetch_one(statement: Statement) -> tuple[Any, ...] | None:
+    """The first row of ``statement``, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.params)
+        return cursor.fetchone()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from leadorch import sql
 from leadorch.errors import ApplicationError
 from leads.models import Lead, LeadEvent, LeadEventKind, LeadSource, LeadStatus
 from locations.models import Location
@@ -169,25 +172,118 @@ def lead_advance(
 
     For events that may arrive more than once or out of order (a second reply, a
     late delivery receipt): returns False and changes nothing when the lead is
-    already there or further along, or closed.
+    already there or further along, or closed. One statement (``LeadMove``).
     """
-    # Nothing in the block raises but the database, whose error aborts a caller's
-    # transaction anyway: inside one, it needs no savepoint of its own.
-    with transaction.atomic(savepoint=False):
-        locked = Lead.objects.select_for_update().get(pk=lead.pk)
-        current = locked.status
-        moves_forward = current in FUNNEL and _rank(to_status) > _rank(current)
-        if not moves_forward or to_status not in TRANSITIONS[current]:
+    move = lead_advance_steps(
+        lead_id=lead.pk, to_status=to_status, actor=actor, reason=reason, at=at
+    )
+    row = sql.fetch_one(
+        sql.with_steps(move.steps, f"SELECT {move.returning} FROM {LeadMove.MOVED}")  # noqa: S608 - quoted identifiers
+    )
+    return move.apply(lead, row)
+
+
+@dataclass(frozen=True)
+class LeadMove:
+    """``lead_advance`` as steps of one statement (``leadorch.sql.with_steps``), for
+    a caller that runs it with writes of its own in the same round trip.
+
+    The steps lock the lead's row, move it if the move is allowed from the status
+    found under the lock (a lead moved meanwhile by another transaction is judged
+    as it is now), and record the move's LeadEvent. ``returning`` is the select
+    list (over the step ``MOVED``) of the moved lead's changed fields: NULLs or no
+    row when it did not move; ``apply`` copies them to the caller's instance.
+    """
+
+    MOVED: ClassVar[str] = "lead_moved"
+
+    steps: tuple[sql.Step, ...]
+    fields: tuple[str, ...]
+
+    @property
+    def returning(self) -> str:
+        return self._columns.select(self.MOVED)
+
+    @property
+    def _columns(self) -> sql.ModelColumns:
+        return sql.model_columns(Lead, ("id", *self.fields))
+
+    def apply(self, lead: Lead, values: Sequence[Any] | None) -> bool:
+        """Copy the moved fields from ``values`` (read through ``returning``) to
+        ``lead``; returns whether the lead moved."""
+        if values is None or values[0] is None:
             return False
-        _move(
-            lead=lead,
-            locked=locked,
+        moved = self._columns.instance(values)
+        _refresh(lead, moved, list(self.fields))
+        return True
+
+
+def lead_advance_steps(
+    *,
+    lead_id: int,
+    to_status: str,
+    actor: Any = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> LeadMove:
+    """The steps of ``lead_advance``: the lead moves only from a status of the funnel
+    behind ``to_status`` from which TRANSITIONS allow it."""
+    when = at or timezone.now()
+    allowed_from = [
+        str(status)
+        for status in FUNNEL
+        if _rank(to_status) > _rank(status) and to_status in TRANSITIONS[status]
+    ]
+    # updated_at is the time of the write, as auto_now would set it; ``at`` is the
+    # time of the event that moved the lead.
+    changes: dict[str, Any] = {"status": to_status, "updated_at": timezone.now()}
+    if to_status == S.LOST:
+        changes["lost_reason"] = reason[:200]
+    assignments, params = sql.update_assignments(Lead, changes)
+    stamp = STATUS_TIMESTAMP_FIELD.get(to_status)
+    if stamp:
+        # The first time the lead reached the status is kept.
+        column = sql.column(Lead, stamp)
+        assignments += f", {column} = COALESCE(lead.{column}, %s)"
+        params.append(Lead._meta.get_field(stamp).get_db_prep_save(when, connection))
+    table, pk, status = (
+        sql.quote(Lead._meta.db_table),
+        sql.column(Lead, "id"),
+        sql.column(Lead, "status"),
+    )
+    fields = (*changes, *([stamp] if stamp else []))
+    returned = ", ".join(f"lead.{sql.column(Lead, name)}" for name in fields)
+    event = sql.insert_select(
+        LeadEvent(
+            lead_id=lead_id,
+            kind=LeadEventKind.STATUS_CHANGED,
             to_status=to_status,
             actor=actor,
-            reason=reason,
-            at=at,
-        )
-    return True
+            message=reason[:500],
+            data={},
+            created_at=when,
+        ),
+        source=LeadMove.MOVED,
+        expressions={"lead": f"{LeadMove.MOVED}.{pk}", "from_status": "from_status"},
+    )
+    return LeadMove(
+        steps=(
+            sql.Step(
+                "lead_before",
+                f"SELECT {pk}, {status} FROM {table} WHERE {pk} = %s FOR UPDATE",  # noqa: S608 - quoted identifiers
+                [lead_id],
+            ),
+            sql.Step(
+                LeadMove.MOVED,
+                f"UPDATE {table} AS lead SET {assignments} FROM lead_before "  # noqa: S608 - quoted identifiers
+                f"WHERE lead.{pk} = lead_before.{pk} AND lead_before.{status} = ANY(%s) "
+                f"RETURNING lead.{pk}, {returned}, lead_before.{status} AS from_status",
+                [*params, allowed_from],
+            ),
+            sql.Step("lead_event", event.sql, event.params),
+        ),
+        fields=fields,
+    )
 
 
 def _move(

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
 
+from leadorch import sql
 from leadorch.errors import ApplicationError
 from leadorch.phones import format_phone
 from leadorch.tasks import enqueue_on_commit
@@ -199,28 +200,64 @@ def cadence_start(
 
 
 def cadence_stop(*, lead: Lead, reason: str, now: datetime | None = None) -> int:
-    """Stop the lead's cadence: cancel every touch point not yet sent, with ``reason``. Returns how many."""
+    """Stop the lead's cadence: cancel every touch point not yet sent, with ``reason``.
+    Returns how many. One statement (``cadence_stop_steps``)."""
+    (cancelled,) = sql.fetch_one(
+        sql.with_steps(
+            cadence_stop_steps(lead_id=lead.pk, reason=reason, now=now),
+            f"SELECT count(*) FROM {CADENCE_CANCELLED}",  # noqa: S608 - a step's name
+        )
+    )
+    return cancelled
+
+
+# The step of cadence_stop_steps that returns the cancelled touch points' ids.
+CADENCE_CANCELLED = "cadence_cancelled"
+
+
+def cadence_stop_steps(
+    *, lead_id: int, reason: str, now: datetime | None = None
+) -> tuple[sql.Step, sql.Step]:
+    """``cadence_stop`` as steps of one statement (``leadorch.sql.with_steps``), for
+    a caller that runs them with writes of its own in the same round trip."""
     now = now or timezone.now()
-    label = StopReason(reason).label
-    # Two updates and nothing that raises but the database, whose error aborts a
-    # caller's transaction anyway: inside one, no savepoint of its own.
-    with transaction.atomic(savepoint=False):
-        CadenceEnrollment.objects.filter(
-            lead=lead, status__in=[EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED]
-        ).update(
-            status=EnrollmentStatus.STOPPED,
-            stop_reason=reason,
-            stopped_at=now,
-            updated_at=now,
+    steps = []
+    for name, model, statuses, changes in (
+        (
+            "cadence_stopped",
+            CadenceEnrollment,
+            [EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED],
+            {
+                "status": EnrollmentStatus.STOPPED,
+                "stop_reason": reason,
+                "stopped_at": now,
+                "updated_at": now,
+            },
+        ),
+        (
+            CADENCE_CANCELLED,
+            TouchPoint,
+            list(OPEN_TOUCHPOINT_STATUSES),
+            {
+                "status": TouchPointStatus.CANCELLED,
+                "reason": StopReason(reason).label,
+                "finished_at": now,
+                "claimed_until": None,
+            },
+        ),
+    ):
+        assignments, params = sql.update_assignments(model, changes)
+        pk = sql.column(model, "id")
+        steps.append(
+            sql.Step(
+                name,
+                f"UPDATE {sql.quote(model._meta.db_table)} SET {assignments} "  # noqa: S608 - quoted identifiers
+                f"WHERE {sql.column(model, 'lead')} = %s "
+                f"AND {sql.column(model, 'status')} = ANY(%s) RETURNING {pk}",
+                [*params, lead_id, [str(status) for status in statuses]],
+            )
         )
-        return TouchPoint.objects.filter(
-            lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
-        ).update(
-            status=TouchPointStatus.CANCELLED,
-            reason=label,
-            finished_at=now,
-            claimed_until=None,
-        )
+    return steps[0], steps[1]
 
 
 def cadence_pause(*, lead: Lead, actor: Any = None, now: datetime | None = None) -> int:

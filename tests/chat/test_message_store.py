@@ -241,6 +241,42 @@ def test_outside_a_transaction_a_resend_stores_nothing_and_the_totals_stay(tenan
     assert ChatMessage.objects.filter(session=session).count() == 2
 
 
+def test_outside_a_transaction_the_first_message_and_its_effects_are_one_statement(
+    tenant_tx,
+):
+    lead = LeadFactory()
+    touchpoint_services.cadence_start(lead=lead)
+    session = chat_services.session_for_lead(lead=lead)
+    stale = ChatSession.objects.select_related("lead").get(pk=session.pk)
+    other_tab = ChatSession.objects.select_related("lead").get(pk=session.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        first = chat_services.customer_message_post(
+            session=session, text="Hi", client_id="a"
+        )
+    # A resend of it, and another tab's first message, from sessions read before it
+    # was stored: each believes it is the first.
+    resent = chat_services.customer_message_post(
+        session=stale, text="Hi", client_id="a"
+    )
+    other = chat_services.customer_message_post(
+        session=other_tab, text="Hello?", client_id="b"
+    )
+
+    assert connection.get_autocommit()
+    assert [q["sql"].split(" ", 3)[:3] for q in queries] == [["WITH", "message", "AS"]]
+    assert (first.created, other.created, resent.created) == (True, True, False)
+    assert resent.message.pk == first.message.pk
+    assert session.lead.status == LeadStatus.ENGAGED
+    stored = Lead.objects.get(pk=lead.pk)
+    assert stored.status == LeadStatus.ENGAGED
+    assert stored.events.filter(to_status=LeadStatus.ENGAGED).count() == 1
+    assert not TouchPoint.objects.filter(
+        lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
+    ).exists()
+    assert ChatSession.objects.get(pk=session.pk).customer_messages == 2
+
+
 def test_a_batch_returns_each_statements_rows_in_order_and_values_as_data(tenant):
     hostile = "x'; DELETE FROM chat_chatmessage; --%s"
     rows = sql.fetch_batch(
@@ -326,12 +362,12 @@ def test_a_turn_sees_only_the_newest_messages_with_its_own_last(session, setting
     )
 
 
-def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_transaction(
+def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_statement(
     session, facts_cached
 ):
     touchpoint_services.cadence_start(lead=session.lead)
-    # A caller's transaction (this test's) gets one savepoint around the whole
-    # first message, and its parts none of their own.
+    # A caller's transaction (this test's) gets one savepoint around the store, the
+    # lead's move and the cadence's stop, which are one statement.
     with CaptureQueriesContext(connection) as queries:
         turn = ai_service.customer_turn_start(
             session_id=session.pk, text="Hi", client_id="c-1", channel="web"
@@ -341,23 +377,23 @@ def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_transac
     stored = next(
         i for i, s in enumerate(statements) if s.startswith("WITH message AS (INSERT")
     )
-    released = next(
-        i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT")
-    )
     assert statements[stored - 1].startswith("SAVEPOINT")
-    between = [
-        re.match(r'(SELECT|UPDATE|INSERT INTO) "(\w+)"', s).groups()
-        for s in statements[stored + 1 : released]
+    assert statements[stored + 1].startswith("RELEASE SAVEPOINT")
+    assert stored == 2, statements[:stored]  # the turn's one read before it
+    steps = re.findall(
+        r"(\w+) AS \((SELECT|UPDATE|INSERT INTO) (\S+)", statements[stored]
+    )
+    assert steps == [
+        ("message", "INSERT INTO", '"chat_chatmessage"'),
+        ("totals", "UPDATE", '"chat_chatsession"'),
+        ("lead_before", "SELECT", '"id",'),
+        ("lead_moved", "UPDATE", '"leads_lead"'),
+        ("lead_event", "INSERT INTO", '"leads_leadevent"'),
+        ("cadence_stopped", "UPDATE", '"touchpoints_cadenceenrollment"'),
+        ("cadence_cancelled", "UPDATE", '"touchpoints_touchpoint"'),
     ]
-    assert between == [
-        ("SELECT", "leads_lead"),
-        ("UPDATE", "leads_lead"),
-        ("INSERT INTO", "leads_leadevent"),
-        ("UPDATE", "touchpoints_cadenceenrollment"),
-        ("UPDATE", "touchpoints_touchpoint"),
-    ]
-    assert "FOR UPDATE" in statements[stored + 1]
-    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1
+    # The session's lead, as the turn holds it, is the lead as stored.
+    assert turn.posted.message.session.lead.status == LeadStatus.ENGAGED
 
     lead = Lead.objects.get(pk=session.lead_id)
     assert lead.status == LeadStatus.ENGAGED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
@@ -70,3 +71,40 @@ def test_a_row_becomes_the_instance_the_orm_would_load(tenant):
         assert getattr(loaded, field.attname) == getattr(expected, field.attname)
     assert loaded.offered_slots == [{"id": "S2", "label": "Wed"}]  # JSON decoded
     assert len(columns) == len(ChatSession._meta.concrete_fields)
+
+
+def test_named_columns_come_in_the_models_order_whatever_order_they_are_named(tenant):
+    session = ChatSession.objects.create(lead=LeadFactory(), mode="human")
+    columns = sql.model_columns(ChatSession, ("mode", "lead", "id"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns.select('s')} FROM chat_chatsession s WHERE id = %s",  # noqa: S608 - the model's columns
+            [session.pk],
+        )
+        built = columns.instance(cursor.fetchone())
+
+    assert (built.pk, built.lead_id, built.mode) == (
+        session.pk,
+        session.lead_id,
+        "human",
+    )
+
+
+def test_steps_run_as_one_statement_and_their_names_must_differ(tenant):
+    session = ChatSession.objects.create(lead=LeadFactory())
+    mode = sql.column(ChatSession, "mode")
+    steps = [
+        sql.Step(
+            "changed",
+            f"UPDATE chat_chatsession SET {mode} = %s WHERE id = %s RETURNING id",  # noqa: S608 - a quoted column
+            ["human", session.pk],
+        ),
+        sql.Step("none", "SELECT 1 WHERE %s", [False]),
+    ]
+
+    assert sql.fetch_one(
+        sql.with_steps(steps, "SELECT count(*) FROM changed, (SELECT %s) x", [1])
+    ) == (1,)
+    assert ChatSession.objects.get(pk=session.pk).mode == "human"
+    with pytest.raises(ValueError, match="changed"):
+        sql.with_steps([*steps, steps[0]], "SELECT 1")

@@ -1,7 +1,11 @@
+import threading
+from datetime import timedelta
 from itertools import product
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from leadorch.errors import ApplicationError
 from leads import services
@@ -155,3 +159,101 @@ def test_first_contact_time_is_kept_when_status_returns(tenant):
 
     lead.refresh_from_db()
     assert lead.booked_at == booked_at
+
+
+@pytest.mark.parametrize("to_status", S.values)
+def test_advance_follows_the_funnel_and_the_transitions_from_every_status(
+    tenant, to_status
+):
+    """For every pair of statuses: the lead moves exactly when ``to_status`` is ahead
+    in the funnel and allowed from where it stands; a move stores the status, its
+    first time and an event, and the caller's instance is the stored lead."""
+    for from_status in S.values:
+        lead = _lead_in(from_status)
+        before = Lead.objects.get(pk=lead.pk)
+        events = LeadEvent.objects.filter(lead=lead).count()
+        should_move = (
+            from_status in services.FUNNEL
+            and services._rank(to_status) > services._rank(from_status)
+            and to_status in TRANSITIONS[from_status]
+        )
+        # The event happened an hour ago; the write is now.
+        at, written = timezone.now() - timedelta(hours=1), timezone.now()
+
+        moved = services.lead_advance(
+            lead=lead, to_status=to_status, reason="Wrote back", at=at
+        )
+
+        stored = Lead.objects.get(pk=lead.pk)
+        assert moved is should_move, (from_status, to_status)
+        if not should_move:
+            assert _fields(stored) == _fields(before)
+            assert LeadEvent.objects.filter(lead=lead).count() == events
+            continue
+        assert stored.status == to_status
+        assert stored.updated_at >= written
+        assert _fields(lead) == _fields(stored)
+        stamp = services.STATUS_TIMESTAMP_FIELD.get(to_status)
+        if stamp:
+            assert getattr(stored, stamp) == (getattr(before, stamp) or at)
+        if to_status == S.LOST:
+            assert stored.lost_reason == "Wrote back"
+        event = LeadEvent.objects.filter(lead=lead).latest("pk")
+        assert (event.kind, event.from_status, event.to_status, event.message) == (
+            LeadEventKind.STATUS_CHANGED,
+            from_status,
+            to_status,
+            "Wrote back",
+        )
+        assert event.created_at == at
+
+
+def _fields(lead: Lead) -> dict:
+    return {f.attname: getattr(lead, f.attname) for f in Lead._meta.concrete_fields}
+
+
+def test_advance_is_one_statement(tenant, django_assert_num_queries):
+    lead = _lead_in(S.CONTACTED)
+    with django_assert_num_queries(1):
+        assert services.lead_advance(lead=lead, to_status=S.ENGAGED) is True
+
+
+def test_advance_judges_a_lead_moved_while_it_waited_by_where_the_lead_is_now(
+    tenant_tx,
+):
+    """Another transaction holds the lead and closes it as lost; the advance to
+    engaged that waited for it finds a closed lead and leaves it alone."""
+    lead = _lead_in(S.CONTACTED)
+    holding, errors = threading.Event(), []
+
+    def close_as_lost() -> None:
+        try:
+            with schema_context(tenant_tx.schema_name), transaction.atomic():
+                services.lead_transition(
+                    lead=Lead.objects.get(pk=lead.pk), to_status=S.LOST, reason="Gone"
+                )
+                holding.set()
+                # Commit once the advance waits for this transaction's lock.
+                with connection.cursor() as cursor:
+                    for _ in range(200):
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                        threading.Event().wait(0.05)
+                    else:
+                        errors.append("the advance never waited for the lock")
+        finally:
+            connection.close()
+
+    closer = threading.Thread(target=close_as_lost)
+    closer.start()
+    assert holding.wait(10)
+    moved = services.lead_advance(lead=lead, to_status=S.ENGAGED)
+    closer.join(10)
+
+    assert errors == []
+    assert moved is False
+    assert Lead.objects.get(pk=lead.pk).status == S.LOST
+    assert not LeadEvent.objects.filter(lead=lead, to_status=S.ENGAGED).exists()

@@ -181,6 +181,36 @@ def test_stop_cancels_every_remaining_touch_point_with_its_reason(lead, reason):
     )
 
 
+def test_stop_is_one_statement_and_releases_a_claimed_touch_point(
+    lead, django_assert_num_queries
+):
+    services.cadence_start(lead=lead, now=DAYTIME)
+    claimed = TouchPoint.objects.filter(lead=lead).order_by("due_at").first()
+    TouchPoint.objects.filter(pk=claimed.pk).update(
+        status=TouchPointStatus.CLAIMED, claimed_until=DAYTIME + timedelta(minutes=5)
+    )
+    CadenceEnrollment.objects.filter(lead=lead).update(status=EnrollmentStatus.PAUSED)
+
+    with django_assert_num_queries(1):
+        cancelled = services.cadence_stop(lead=lead, reason="chatted", now=DAYTIME)
+
+    assert cancelled == 13
+    claimed.refresh_from_db()
+    assert (claimed.status, claimed.claimed_until, claimed.finished_at) == (
+        TouchPointStatus.CANCELLED,
+        None,
+        DAYTIME,
+    )
+    enrollment = CadenceEnrollment.objects.get(lead=lead)
+    assert (enrollment.status, enrollment.stopped_at) == (
+        EnrollmentStatus.STOPPED,
+        DAYTIME,
+    )
+    # Stopping again changes nothing.
+    assert services.cadence_stop(lead=lead, reason="replied") == 0
+    assert CadenceEnrollment.objects.get(lead=lead).stop_reason == "chatted"
+
+
 def test_marking_lost_stops_the_cadence(lead):
     services.cadence_start(lead=lead, now=DAYTIME)
 
