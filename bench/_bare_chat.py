@@ -6,7 +6,8 @@ as the Anthropic phase. It speaks the chat page's protocol as far as the load
 generator reads it (``history`` on connect; per customer message: the message
 echoed, ``typing``, the first ``delta`` as soon as the model streams it, the rest
 of the text, ``typing`` off, the answer as a ``message``), and answers through the
-official Anthropic SDK, on an httpx2 client built as chat.ai.http builds it, with
+official Anthropic SDK, on an httpx2 client built as chat.ai.http builds it, its
+events read as the app reads them (chat.ai.sse, which needs no Django), with
 the request the app sends for that conversation: the bench writes the app's own
 system prompt, tools and settings to the file named by BARE_CHAT_REQUEST, and the
 conversation grows here as the app's transcript does.
@@ -30,6 +31,7 @@ import anthropic
 import httpx2
 
 from bench import _bare_asgi
+from chat.ai import sse
 
 CHAT_PATH_PREFIX = "/ws/chat/"
 
@@ -117,21 +119,24 @@ async def _answer(
         await send_json({"type": "typing", "active": True, "by": "assistant"})
         params = {**_template["params"], "system": system, "messages": conversation}
         pieces: list[str] = []
-        stream = await _client().messages.create(**params, stream=True)
-        async with stream:
-            async for event in stream:
-                if event.type == "content_block_delta" and event.delta.type == (
-                    "text_delta"
+        async with _client().messages.with_streaming_response.create(
+            **params, stream=True
+        ) as response:
+            # The events read as the app's provider reads them (chat.ai.sse).
+            async for event in sse.json_events(response.iter_bytes()):
+                delta = event.get("delta") or {}
+                if event["type"] == "content_block_delta" and (
+                    delta.get("type") == "text_delta"
                 ):
                     if not pieces:
                         await send_json(
                             {
                                 "type": "delta",
-                                "text": event.delta.text,
+                                "text": delta["text"],
                                 "reply_to": reply_to,
                             }
                         )
-                    pieces.append(event.delta.text)
+                    pieces.append(delta["text"])
         text = "".join(pieces)
         if len(pieces) > 1:
             await send_json(

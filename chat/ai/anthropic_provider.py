@@ -18,7 +18,7 @@ import anthropic
 import httpx2
 from django.conf import settings
 
-from chat.ai import http
+from chat.ai import http, sse
 from chat.ai.base import (
     AssistantText,
     ConfiguredProvider,
@@ -51,33 +51,41 @@ class _Outcome:
     tool_blocks: dict[int, Any] = field(default_factory=dict)
     tool_json: dict[int, str] = field(default_factory=dict)
 
-    def read(self, event: Any) -> str | None:
-        """Take one raw stream event in; returns the text it adds, if any."""
-        kind = event.type
+    def read(self, event: dict[str, Any]) -> str | None:
+        """Take one stream event (its JSON data) in; returns the text it adds, if any."""
+        kind = event.get("type")
         if kind == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta":
-                return delta.text or None
-            if delta.type == "input_json_delta":
-                raw = self.tool_json.get(event.index, "")
-                self.tool_json[event.index] = raw + delta.partial_json
+            delta = event["delta"]
+            if delta["type"] == "text_delta":
+                return delta["text"] or None
+            if delta["type"] == "input_json_delta":
+                raw = self.tool_json.get(event["index"], "")
+                self.tool_json[event["index"]] = raw + delta["partial_json"]
         elif kind == "content_block_start":
-            if event.content_block.type == "tool_use":
-                self.tool_blocks[event.index] = event.content_block
+            if event["content_block"]["type"] == "tool_use":
+                self.tool_blocks[event["index"]] = event["content_block"]
         elif kind == "message_start":
-            message = event.message
+            message = event["message"]
+            usage = message.get("usage") or {}
             self.started = True
-            self.model = message.model or ""
-            self.input_tokens = message.usage.input_tokens or 0
-            self.output_tokens = message.usage.output_tokens or 0
+            self.model = message.get("model") or ""
+            self.input_tokens = usage.get("input_tokens") or 0
+            self.output_tokens = usage.get("output_tokens") or 0
         elif kind == "message_delta":
             # Usage on a message_delta is the running total: it replaces.
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
-            self.output_tokens = event.usage.output_tokens or self.output_tokens
-            if getattr(event.usage, "input_tokens", None) is not None:
-                self.input_tokens = event.usage.input_tokens
+            usage = event.get("usage") or {}
+            self.stop_reason = event["delta"].get("stop_reason") or self.stop_reason
+            self.output_tokens = usage.get("output_tokens") or self.output_tokens
+            if usage.get("input_tokens") is not None:
+                self.input_tokens = usage["input_tokens"]
         elif kind == "message_stop":
             self.stopped = True
+        elif kind == "error":
+            error = event.get("error")
+            error_type = _short(error.get("type")) if isinstance(error, dict) else ""
+            raise ProviderError(
+                f"{NAME}: error event {error_type or 'error'} in the stream"
+            )
         return None
 
 
@@ -113,10 +121,9 @@ class AnthropicProvider(ConfiguredProvider):
         """The text deltas of one call; the SDK's and the transport's failures come out
         as ProviderError, the caller's own (``on_text``) are left alone.
 
-        The SDK's raw event stream (``messages.create(stream=True)``), read here:
-        its ``messages.stream()`` helper rebuilds the whole message after every
-        event (in-process against a local mock: 1.55 ms of SDK CPU per text answer
-        with the helper, 1.3 ms without).
+        The SDK builds and sends the request and turns an HTTP error into its
+        exception; the events are read here (``chat.ai.sse``), for about half the
+        CPU of the SDK's typed event stream.
         """
         client = http.sdk_client(
             (
@@ -134,12 +141,15 @@ class AnthropicProvider(ConfiguredProvider):
             ),
         )
         try:
-            stream = await client.messages.create(**params, stream=True)
-            async with stream:
-                async for event in stream:
+            async with client.messages.with_streaming_response.create(
+                **params, stream=True
+            ) as response:
+                async for event in sse.json_events(response.iter_bytes()):
                     text = outcome.read(event)
                     if text:
                         yield text
+        except ProviderError:
+            raise
         except Exception as exc:
             raise ProviderError(describe_error(exc)) from exc
         if not outcome.started:
@@ -250,11 +260,11 @@ def _is_json(raw: str | None) -> bool:
     return True
 
 
-def _tool_call(block: Any, raw_json: str | None) -> ToolCall:
+def _tool_call(block: dict[str, Any], raw_json: str | None) -> ToolCall:
     """A ToolCall from a tool_use block, its input read strictly from the streamed JSON
     (the SDK's snapshot accepts truncated JSON)."""
     if raw_json is None:
-        arguments: Any = block.input
+        arguments: Any = block.get("input", {})
         error = ""
     else:
         try:
@@ -265,7 +275,10 @@ def _tool_call(block: Any, raw_json: str | None) -> ToolCall:
     if not isinstance(arguments, dict):
         arguments, error = {}, "the input is not a JSON object"
     return ToolCall(
-        id=block.id, name=block.name, arguments=arguments, arguments_error=error
+        id=str(block.get("id", "")),
+        name=str(block.get("name", "")),
+        arguments=arguments,
+        arguments_error=error,
     )
 
 
@@ -273,8 +286,6 @@ def describe_error(exc: BaseException) -> str:
     """A short, safe description of a failed call: status and error type, no body."""
     if isinstance(exc, anthropic.APIStatusError):
         kind = _short(exc.type) or type(exc).__name__
-        if exc.status_code < 400:
-            return f"{NAME}: error event {kind} in the stream"
         return f"{NAME}: HTTP {exc.status_code} {kind}"
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return f"{NAME}: timed out"

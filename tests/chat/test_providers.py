@@ -13,6 +13,7 @@ import openai
 import pytest
 
 import chat.ai.http
+from chat.ai import sse
 from chat.ai.anthropic_provider import AnthropicProvider
 from chat.ai.anthropic_provider import transcript_messages as anthropic_messages
 from chat.ai.base import (
@@ -474,8 +475,7 @@ def test_anthropic_error_event_in_the_stream(claude, script):
 
     error = turn_error(claude, turn_request())
 
-    assert "overloaded_error" in str(error)
-    assert isinstance(error.__cause__, anthropic.APIStatusError)
+    assert str(error) == "anthropic: error event overloaded_error in the stream"
 
 
 @pytest.mark.parametrize(
@@ -509,6 +509,47 @@ def test_anthropic_malformed_stream_becomes_provider_error(claude, script, body)
 
     assert str(error).startswith("anthropic: ")
     assert_safe(error)
+
+
+SSE_BODY = (
+    b": a comment\r\n"
+    b"event: message_start\r\n"
+    b'data: {"type": "message_start",\r\n'
+    b'data: "text": "two lines"}\r\n'
+    b"\r\n"
+    b"event: ping\n"
+    b"\n"
+    b'data:{"type":"ping"}\n'
+    b"id: 7\n"
+    b"\n"
+)
+
+
+def _read_sse(chunks: list[bytes]) -> list:
+    async def feed():
+        for chunk in chunks:
+            yield chunk
+
+    async def read():
+        return [event async for event in sse.json_events(feed())]
+
+    return asyncio.run(read())
+
+
+def test_sse_events_come_out_whole_however_the_body_is_cut():
+    expected = [
+        {"type": "message_start", "text": "two lines"},
+        {"type": "ping"},
+    ]
+    assert _read_sse([SSE_BODY]) == expected
+    for cut in range(1, len(SSE_BODY)):
+        assert _read_sse([SSE_BODY[:cut], SSE_BODY[cut:]]) == expected, cut
+    assert _read_sse([bytes([b]) for b in SSE_BODY]) == expected
+
+
+def test_an_sse_event_that_is_not_an_object_is_unreadable():
+    with pytest.raises(ValueError, match="not a JSON object"):
+        _read_sse([b"data: [1, 2]\n\n"])
 
 
 def test_anthropic_errors_of_on_text_are_not_provider_errors(claude, script):
