@@ -130,7 +130,6 @@ def lead_save_new(
     return lead
 
 
-@transaction.atomic
 def lead_transition(
     *,
     lead: Lead,
@@ -144,19 +143,22 @@ def lead_transition(
 
     Locks the lead row so concurrent moves serialise. Raises LeadTransitionError for
     a move the lifecycle does not allow, including a move to the current status.
+    One statement (``LeadMove``), which changes nothing when it raises.
     """
-    locked = Lead.objects.select_for_update().get(pk=lead.pk)
-    if to_status not in TRANSITIONS.get(locked.status, frozenset()):
-        raise LeadTransitionError(from_status=locked.status, to_status=to_status)
-    _move(
-        lead=lead,
-        locked=locked,
+    move = _move_steps(
+        lead_id=lead.pk,
         to_status=to_status,
+        allowed_from=[
+            status for status, targets in TRANSITIONS.items() if to_status in targets
+        ],
         actor=actor,
         reason=reason,
         at=at,
         data=data,
     )
+    from_status = move.run(lead)
+    if from_status is not None:
+        raise LeadTransitionError(from_status=from_status, to_status=to_status)
     return lead
 
 
@@ -177,16 +179,14 @@ def lead_advance(
     move = lead_advance_steps(
         lead_id=lead.pk, to_status=to_status, actor=actor, reason=reason, at=at
     )
-    row = sql.fetch_one(
-        sql.with_steps(move.steps, f"SELECT {move.returning} FROM {LeadMove.MOVED}")  # noqa: S608 - quoted identifiers
-    )
-    return move.apply(lead, row)
+    return move.run(lead) is None
 
 
 @dataclass(frozen=True)
 class LeadMove:
-    """``lead_advance`` as steps of one statement (``leadorch.sql.with_steps``), for
-    a caller that runs it with writes of its own in the same round trip.
+    """A status move as steps of one statement (``leadorch.sql.with_steps``):
+    ``lead_transition`` and ``lead_advance`` run it alone (``run``); a caller may
+    run it with writes of its own in the same round trip.
 
     The steps lock the lead's row, move it if the move is allowed from the status
     found under the lock (a lead moved meanwhile by another transaction is judged
@@ -195,6 +195,7 @@ class LeadMove:
     row when it did not move; ``apply`` copies them to the caller's instance.
     """
 
+    BEFORE: ClassVar[str] = "lead_before"
     MOVED: ClassVar[str] = "lead_moved"
 
     steps: tuple[sql.Step, ...]
@@ -217,6 +218,20 @@ class LeadMove:
         _refresh(lead, moved, list(self.fields))
         return True
 
+    def run(self, lead: Lead) -> str | None:
+        """Run the steps alone and copy the move to ``lead``. Returns None when the
+        lead moved, else the status it stands at. Raises Lead.DoesNotExist."""
+        row = sql.fetch_one(
+            sql.with_steps(
+                self.steps,
+                f"SELECT {self.BEFORE}.{sql.column(Lead, 'status')}, {self.returning} "  # noqa: S608 - quoted identifiers
+                f"FROM {self.BEFORE} LEFT JOIN {self.MOVED} ON TRUE",
+            )
+        )
+        if row is None:
+            raise Lead.DoesNotExist(f"No lead {lead.pk}")
+        return None if self.apply(lead, row[1:]) else row[0]
+
 
 def lead_advance_steps(
     *,
@@ -228,12 +243,33 @@ def lead_advance_steps(
 ) -> LeadMove:
     """The steps of ``lead_advance``: the lead moves only from a status of the funnel
     behind ``to_status`` from which TRANSITIONS allow it."""
+    return _move_steps(
+        lead_id=lead_id,
+        to_status=to_status,
+        allowed_from=[
+            status
+            for status in FUNNEL
+            if _rank(to_status) > _rank(status) and to_status in TRANSITIONS[status]
+        ],
+        actor=actor,
+        reason=reason,
+        at=at,
+    )
+
+
+def _move_steps(
+    *,
+    lead_id: int,
+    to_status: str,
+    allowed_from: list[str],
+    actor: Any,
+    reason: str,
+    at: datetime | None,
+    data: dict[str, Any] | None = None,
+) -> LeadMove:
+    """Lock the lead, move it to ``to_status`` if it stands at one of
+    ``allowed_from``, and record the move as a LeadEvent."""
     when = at or timezone.now()
-    allowed_from = [
-        str(status)
-        for status in FUNNEL
-        if _rank(to_status) > _rank(status) and to_status in TRANSITIONS[status]
-    ]
     # updated_at is the time of the write, as auto_now would set it; ``at`` is the
     # time of the event that moved the lead.
     changes: dict[str, Any] = {"status": to_status, "updated_at": timezone.now()}
@@ -246,6 +282,7 @@ def lead_advance_steps(
         column = sql.column(Lead, stamp)
         assignments += f", {column} = COALESCE(lead.{column}, %s)"
         params.append(Lead._meta.get_field(stamp).get_db_prep_save(when, connection))
+    before = LeadMove.BEFORE
     table, pk, status = (
         sql.quote(Lead._meta.db_table),
         sql.column(Lead, "id"),
@@ -260,7 +297,7 @@ def lead_advance_steps(
             to_status=to_status,
             actor=actor,
             message=reason[:500],
-            data={},
+            data=data or {},
             created_at=when,
         ),
         source=LeadMove.MOVED,
@@ -269,58 +306,21 @@ def lead_advance_steps(
     return LeadMove(
         steps=(
             sql.Step(
-                "lead_before",
+                before,
                 f"SELECT {pk}, {status} FROM {table} WHERE {pk} = %s FOR UPDATE",  # noqa: S608 - quoted identifiers
                 [lead_id],
             ),
             sql.Step(
                 LeadMove.MOVED,
-                f"UPDATE {table} AS lead SET {assignments} FROM lead_before "  # noqa: S608 - quoted identifiers
-                f"WHERE lead.{pk} = lead_before.{pk} AND lead_before.{status} = ANY(%s) "
-                f"RETURNING lead.{pk}, {returned}, lead_before.{status} AS from_status",
-                [*params, allowed_from],
+                f"UPDATE {table} AS lead SET {assignments} FROM {before} "  # noqa: S608 - quoted identifiers
+                f"WHERE lead.{pk} = {before}.{pk} AND {before}.{status} = ANY(%s) "
+                f"RETURNING lead.{pk}, {returned}, {before}.{status} AS from_status",
+                [*params, [str(status) for status in allowed_from]],
             ),
             sql.Step("lead_event", event.sql, event.params),
         ),
         fields=fields,
     )
-
-
-def _move(
-    *,
-    lead: Lead,
-    locked: Lead,
-    to_status: str,
-    actor: Any,
-    reason: str,
-    at: datetime | None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Store an allowed move of the row ``locked`` (locked by the caller, inside its
-    transaction) and its event, and copy the changed fields to ``lead``."""
-    from_status = locked.status
-    when = at or timezone.now()
-    locked.status = to_status
-    update_fields = ["status", "updated_at"]
-    stamp = STATUS_TIMESTAMP_FIELD.get(to_status)
-    if stamp and getattr(locked, stamp) is None:
-        setattr(locked, stamp, when)
-        update_fields.append(stamp)
-    if to_status == S.LOST:
-        locked.lost_reason = reason[:200]
-        update_fields.append("lost_reason")
-    locked.save(update_fields=update_fields)
-    LeadEvent.objects.create(
-        lead=locked,
-        kind=LeadEventKind.STATUS_CHANGED,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        message=reason[:500],
-        data=data or {},
-        created_at=when,
-    )
-    _refresh(lead, locked, update_fields)
 
 
 def lead_mark_lost(*, lead: Lead, reason: str, actor: Any = None) -> Lead:

@@ -257,3 +257,18 @@ def test_advance_judges_a_lead_moved_while_it_waited_by_where_the_lead_is_now(
     assert moved is False
     assert Lead.objects.get(pk=lead.pk).status == S.LOST
     assert not LeadEvent.objects.filter(lead=lead, to_status=S.ENGAGED).exists()
+
+
+def test_a_transition_is_one_statement_and_a_missing_lead_is_not_found(
+    tenant, django_assert_num_queries
+):
+    lead = _lead_in(S.CONTACTED)
+    with django_assert_num_queries(1):
+        services.lead_transition(lead=lead, to_status=S.LOST, reason="Gone")
+    assert lead.status == S.LOST
+
+    missing = Lead(pk=lead.pk + 1000)
+    with pytest.raises(Lead.DoesNotExist):
+        services.lead_transition(lead=missing, to_status=S.LOST, reason="Gone")
+    with pytest.raises(Lead.DoesNotExist):
+        services.lead_advance(lead=missing, to_status=S.ENGAGED)
