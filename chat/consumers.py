@@ -37,7 +37,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chat import realtime
+from chat import pacing, realtime
 from chat import services as chat_services
 from chat.ai import service as ai_service
 from chat.db import in_schema
@@ -180,6 +180,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(text, str) or not isinstance(client_id, str):
             await self._error("invalid", "A message needs text.")
             return
+        # The answer starts now: finished answers' stores wait for it (chat.pacing).
+        start = pacing.answer_start()
+        answering = False
         try:
             posted = await in_schema(
                 self.schema_name,
@@ -189,13 +192,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 client_id[:64],
                 parallel=True,
             )
+            # The sender sees its own message at once; the group's copy is not sent
+            # again.
+            await self._send_message(posted["message"])
+            if posted["prepared"] is not None:
+                self._spawn(
+                    self._answer(posted["message_id"], posted["prepared"], start),
+                    on_done=start.end,
+                )
+                answering = True
         except ApplicationError as error:
             await self._error(error.code, error.message, **error.extra)
-            return
-        # The sender sees its own message at once; the group's copy is not sent again.
-        await self._send_message(posted["message"])
-        if posted["prepared"] is not None:
-            self._spawn(self._answer(posted["message_id"], posted["prepared"]))
+        finally:
+            if not answering:
+                start.end()
 
     async def _book(self, content: dict[str, Any]) -> None:
         slot, client_id = content.get("slot"), content.get("client_id") or ""
@@ -217,30 +227,49 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for message in booked:
             await self._send_message(chat_services.message_payload(message))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any, *, on_done: Any = None) -> None:
         # The answer runs beside the socket's loop, so staff messages and pings are
         # handled meanwhile; it is stored even if the page goes away before the end.
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        if on_done is not None:
+            # Also when the task is cancelled before its coroutine ever ran.
+            task.add_done_callback(lambda _: on_done())
 
-    async def _answer(self, message_id: int, prepared: Any) -> None:
+    async def _answer(
+        self, message_id: int, prepared: Any, start: pacing.Start
+    ) -> None:
         if self.answering.locked():
             # An earlier answer is still being written: what was read with this
-            # message is out of date by the time its turn comes.
+            # message is out of date by the time its turn comes. Until then this
+            # answer is not starting, and the earlier one's store need not wait.
             prepared = None
+            start.end()
         async with self.answering:
             await self._send_quietly(
                 {"type": "typing", "active": True, "by": "assistant"}
             )
             stream = _DeltaStream(self._send_quietly)
+
+            async def on_event(event: dict[str, Any]) -> None:
+                await stream.event(event)
+                if event["type"] == "delta":
+                    # The first words are on the page.
+                    start.end()
+                elif event["type"] == "answered":
+                    # The whole text is on the page; its store lets the answers that
+                    # are starting go first.
+                    start.end()
+                    await pacing.starts_settled()
+
             try:
                 answer = await ai_service.assistant_answer(
                     schema_name=self.schema_name,
                     session_id=self.session_id,
                     customer_message_id=message_id,
                     channel=MessageChannel.WEB,
-                    on_event=stream.event,
+                    on_event=on_event,
                     parallel=True,
                     prepared=prepared,
                 )

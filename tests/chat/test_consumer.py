@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django_tenants.utils import tenant_context
 
+from chat import pacing
 from chat import services as chat_services
 from chat.models import ChatMessage, ChatSession, MessageRole
 from leadorch.asgi import application
@@ -374,3 +375,74 @@ def test_too_many_messages_are_refused_with_a_reason(tenant_tx, alpha_chat, sett
             ).count()
             == 2
         )
+
+
+def test_a_finished_answer_is_stored_after_the_answers_that_are_starting(
+    tenant_tx, alpha_chat, monkeypatch
+):
+    """The text streams at once; the stored answer waits for another answer's start."""
+    monkeypatch.setattr(pacing, "STORE_WAIT_SECONDS", 30)
+    token, session = alpha_chat
+
+    def answers_stored():
+        with tenant_context(tenant_tx):
+            return ChatMessage.objects.filter(
+                session=session, role=MessageRole.ASSISTANT
+            ).count()
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        # Another socket's answer, starting.
+        other = pacing.answer_start()
+        await socket.send_json_to(
+            {"type": "message", "text": "How much is ceramic tint?", "client_id": "c1"}
+        )
+        before = await receive_until(socket, "delta")
+        waiting = await drain(socket, quiet=0.5)
+        stored_while_waiting = await sync_to_async(answers_stored)()
+        other.end()
+        after = await receive_until(socket, "message")
+        await socket.disconnect()
+        return before + waiting, stored_while_waiting, after
+
+    before, stored_while_waiting, after = run(scenario)
+    streamed = "".join(e["text"] for e in before if e["type"] == "delta")
+    assert "$449.00" in streamed, "the whole text is on the page before the store"
+    assert not any(
+        e["type"] == "message" and e["message"]["role"] == "assistant" for e in before
+    )
+    assert stored_while_waiting == 0
+    assert after[-1]["message"]["role"] == "assistant"
+    assert after[-1]["message"]["text"] == streamed.strip()
+    assert answers_stored() == 1
+
+
+def test_no_answer_is_left_starting(tenant_tx, alpha_chat, settings):
+    """Answered, refused or failed, every message's start ends."""
+    settings.CHAT_RATE_MESSAGES = 2
+    token, _session = alpha_chat
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        counts = []
+        for index in range(2):
+            await socket.send_json_to(
+                {"type": "message", "text": "hello", "client_id": f"c{index}"}
+            )
+            await receive_until(socket, "message")
+            counts.append(pacing.starting())
+        # Empty, then over the rate: refused before any answer.
+        await socket.send_json_to({"type": "message", "text": " ", "client_id": "e"})
+        await receive_until(socket, "error")
+        counts.append(pacing.starting())
+        await socket.send_json_to({"type": "message", "text": "hi", "client_id": "r"})
+        await receive_until(socket, "error")
+        counts.append(pacing.starting())
+        await socket.disconnect()
+        return counts
+
+    assert run(scenario) == [0, 0, 0, 0]
