@@ -301,7 +301,7 @@ AI_HISTORY_MESSAGES = env.int("AI_HISTORY_MESSAGES", default=30)
 CHAT_DB_THREADS = env.int("CHAT_DB_THREADS", default=6)
 # Milliseconds the web process's interpreter lets a thread run before another may take
 # over (see leadorch.web): the chat's database threads wait up to this after each query.
-WEB_SWITCH_INTERVAL_MS = env.float("WEB_SWITCH_INTERVAL_MS", default=1.0)
+WEB_SWITCH_INTERVAL_MS = env.float("WEB_SWITCH_INTERVAL_MS", default=0.3)
 # Longest customer message, in characters.
 CHAT_MESSAGE_MAX_CHARS = env.int("CHAT_MESSAGE_MAX_CHARS", default=1000)
 # Customer messages one conversation may send per window before being asked to slow down.

@@ -22,13 +22,17 @@ the process, so it is moved out of the garbage collector's sight
 event loop stopped: 88 to 114 ms, a few times in a minute of chat load, against
 14 to 43 ms after.
 
-The interpreter's switch interval is ``WEB_SWITCH_INTERVAL_MS`` (1 ms; CPython's
+The interpreter's switch interval is ``WEB_SWITCH_INTERVAL_MS`` (0.3 ms; CPython's
 own is 5 ms). The chat sockets' database work runs in a pool of threads, and a
 thread back from a round trip to the database waits for the event loop's thread
 to give up the interpreter, up to one switch interval; a customer message is
 several round trips. In 14 alternating pairs of runs of bench/chat_ws.py (the
 mock provider, 200 sessions), our overhead per turn at p99 was at most 20 ms in
-11 runs at 1 ms and in 7 at 5 ms; the median p99 was 17.8 against 19.8 ms.
+11 runs at 1 ms and in 7 at 5 ms; the median p99 was 17.8 against 19.8 ms. Later,
+in 7 alternating pairs at 0.3 against 1 ms, the p99 was lower at 0.3 ms in 6
+(median 21.4 against 27.0 ms, on a busier day of the machine); the web
+process's CPU per answer was lower at 0.3 ms in 5 of the 7 (median 5.19 against
+5.49 ms).
 """
 
 from __future__ import annotations
