@@ -547,6 +547,24 @@ def test_sse_events_come_out_whole_however_the_body_is_cut():
     assert _read_sse([bytes([b]) for b in SSE_BODY]) == expected
 
 
+def test_the_done_event_ends_the_events_and_the_rest_is_still_read():
+    """OpenAI's ``data: [DONE]``: nothing after it is parsed (not even junk), and the
+    body is read to its end, so the connection can go back to the pool."""
+    sent: list[bytes] = []
+    body = [b'data: {"n": 1}\n\n', b"data: [DONE]\n\ndata: {not json", b"\n\n", b"tail"]
+
+    async def feed():
+        for chunk in body:
+            sent.append(chunk)
+            yield chunk
+
+    async def read():
+        return [event async for event in sse.json_events(feed(), done=b"[DONE]")]
+
+    assert asyncio.run(read()) == [{"n": 1}]
+    assert sent == body
+
+
 def test_an_sse_event_that_is_not_an_object_is_unreadable():
     with pytest.raises(ValueError, match="not a JSON object"):
         _read_sse([b"data: [1, 2]\n\n"])
