@@ -80,8 +80,8 @@ class ModelColumns:
         return self.model.from_db(db.alias, self.attnames, values)
 
     @functools.cached_property
-    def attnames(self) -> list[str]:
-        return [field.attname for field in self.fields]
+    def attnames(self) -> tuple[str, ...]:
+        return tuple(field.attname for field in self.fields)
 
 
 @functools.cache
