@@ -64,12 +64,9 @@ class _Outcome:
         """Take in one ``chat.completion.chunk``; return its text for the customer."""
         error = chunk.get("error")
         if error is not None:
-            kind = (
-                _short(error.get("type")) or _short(error.get("code"))
-                if isinstance(error, dict)
-                else ""
-            )
-            raise ProviderError(f"{NAME}: error in the stream ({kind or 'error'})")
+            if not isinstance(error, dict):
+                error = {}
+            raise ProviderError(_stream_error(error.get("type"), error.get("code")))
         self.model = chunk.get("model") or self.model
         usage = chunk.get("usage")
         if usage is not None:
@@ -275,9 +272,13 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
         return f"{NAME}: connection failed"
     if isinstance(exc, openai.APIError):
-        kind = _short(exc.type) or _short(exc.code) or "error"
-        return f"{NAME}: error in the stream ({kind})"
+        return _stream_error(exc.type, exc.code)
     return f"{NAME}: unreadable response ({type(exc).__name__})"
+
+
+def _stream_error(kind: object, code: object) -> str:
+    """An error the stream itself reported, named by its type or code only."""
+    return f"{NAME}: error in the stream ({_short(kind) or _short(code) or 'error'})"
 
 
 def _short(value: object) -> str:
