@@ -191,6 +191,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 text,
                 client_id[:64],
                 parallel=True,
+                short=True,
             )
             # The sender sees its own message at once; the group's copy is not sent
             # again.

@@ -299,6 +299,9 @@ AI_SPEND_CACHE_SECONDS = env.int("AI_SPEND_CACHE_SECONDS", default=10)
 AI_HISTORY_MESSAGES = env.int("AI_HISTORY_MESSAGES", default=30)
 # Threads of a web process for the chat sockets' database work (each holds a connection).
 CHAT_DB_THREADS = env.int("CHAT_DB_THREADS", default=6)
+# Plus one thread for a turn's short statements, one after the other; new ones go to the
+# threads above while its current one has run longer than this (ms). 0: no such thread.
+CHAT_DB_SHORT_WORK_MS = env.float("CHAT_DB_SHORT_WORK_MS", default=20.0)
 # Milliseconds the web process's interpreter lets a thread run before another may take
 # over (see leadorch.web): the chat's database threads wait up to this after each query.
 WEB_SWITCH_INTERVAL_MS = env.float("WEB_SWITCH_INTERVAL_MS", default=0.3)

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from django.conf import settings
 
 from chat import db as chat_db
 
@@ -101,3 +102,76 @@ def test_off_the_pool_nothing_is_left_for_a_loop():
     ran: list[str] = []
     assert chat_db.on_loop(lambda: ran.append("work")) is False
     assert ran == []
+
+
+# --- Short work: a turn's short statements on one thread, in arrival order -----------
+
+
+def test_short_work_runs_on_one_thread_one_piece_after_the_other_in_arrival_order():
+    ran: list[tuple[int, str]] = []
+    running = [0]
+    most = [0]
+    guard = threading.Lock()
+
+    def call(number: int) -> int:
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.002)
+        with guard:
+            running[0] -= 1
+            ran.append((number, threading.current_thread().name))
+        return number
+
+    async def scenario() -> list[int]:
+        return await asyncio.gather(
+            *(
+                chat_db.in_schema("public", call, n, parallel=True, short=True)
+                for n in range(8)
+            )
+        )
+
+    assert _run(scenario()) == list(range(8))
+    assert [number for number, _ in ran] == list(range(8))
+    assert most[0] == 1
+    assert {name for _, name in ran} == {"chat-db-short_0"}
+
+
+def test_short_work_goes_to_the_pool_while_the_short_thread_is_held_up():
+    release, entered = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        entered.set()
+        release.wait(5)  # a lock wait, say
+        return threading.current_thread().name
+
+    def quick() -> str:
+        return threading.current_thread().name
+
+    async def scenario() -> tuple[str, str]:
+        held = asyncio.ensure_future(
+            chat_db.in_schema("public", slow, parallel=True, short=True)
+        )
+        assert await asyncio.to_thread(entered.wait, 5)
+        # Past the slow-work time, the next short piece does not queue behind it.
+        await asyncio.sleep(settings.CHAT_DB_SHORT_WORK_MS / 1000 + 0.05)
+        quick_thread = await asyncio.wait_for(
+            chat_db.in_schema("public", quick, parallel=True, short=True), 2
+        )
+        assert not held.done()
+        release.set()
+        return await held, quick_thread
+
+    slow_thread, quick_thread = _run(scenario())
+    assert slow_thread == "chat-db-short_0"
+    assert quick_thread.startswith("chat-db_")
+
+
+def test_other_chat_work_runs_on_the_pool():
+    def call() -> str:
+        return threading.current_thread().name
+
+    async def scenario() -> str:
+        return await chat_db.in_schema("public", call, parallel=True)
+
+    assert _run(scenario()).startswith("chat-db_")
