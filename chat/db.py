@@ -182,28 +182,20 @@ def _run_pooled(
     fn: Callable[..., T],
     args: Any,
     kwargs: Any,
+    short: ShortWork | None,
 ) -> T:
     caller.work = work
-    _pooled_connections.add(connections[DEFAULT_DB_ALIAS])
-    _drop_broken_connection()
-    if connection.schema_name != schema_name:
-        connection.set_schema(schema_name)
-    return fn(*args, **kwargs)
-
-
-def _run_short(
-    short: ShortWork,
-    work: LoopWork,
-    schema_name: str,
-    fn: Callable[..., T],
-    args: Any,
-    kwargs: Any,
-) -> T:
-    short.started = time.monotonic()
+    if short is not None:
+        short.started = time.monotonic()
     try:
-        return _run_pooled(work, schema_name, fn, args, kwargs)
+        _pooled_connections.add(connections[DEFAULT_DB_ALIAS])
+        _drop_broken_connection()
+        if connection.schema_name != schema_name:
+            connection.set_schema(schema_name)
+        return fn(*args, **kwargs)
     finally:
-        short.started = None
+        if short is not None:
+            short.started = None
 
 
 async def in_schema(
@@ -219,20 +211,12 @@ async def in_schema(
     if parallel:
         work = LoopWork(asyncio.get_running_loop())
         thread = _short() if short else None
+        if thread is not None and thread.held_up():
+            thread = None
+        executor = thread.executor if thread is not None else _pool()
         try:
-            if thread is not None and not thread.held_up():
-                return await work.loop.run_in_executor(
-                    thread.executor,
-                    _run_short,
-                    thread,
-                    work,
-                    schema_name,
-                    fn,
-                    args,
-                    kwargs,
-                )
             return await work.loop.run_in_executor(
-                _pool(), _run_pooled, work, schema_name, fn, args, kwargs
+                executor, _run_pooled, work, schema_name, fn, args, kwargs, thread
             )
         finally:
             work.run()
