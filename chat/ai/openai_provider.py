@@ -127,7 +127,7 @@ class OpenAIProvider(ConfiguredProvider):
             lambda: openai.AsyncOpenAI(
                 api_key=settings.OPENAI_API_KEY,
                 base_url=settings.OPENAI_BASE_URL or None,
-                http_client=http.async_http_client(),
+                http_client=http.async_http_client(openai.DefaultAioHttpClient),
                 max_retries=0,
                 timeout=settings.AI_TIMEOUT_SECONDS,
             ),

@@ -1,6 +1,6 @@
 """The Anthropic and OpenAI APIs mocked at the HTTP transport, for the real SDKs.
 
-Both SDKs send through ``chat.ai.http.async_http_client()``, whose transport is
+Both SDKs send through ``chat.ai.http.async_http_client(...)``, whose transport is
 ``chat.ai.http.transport``. Set it to a ``ScriptedTransport`` that answers each
 request with the next scripted response::
 
