@@ -6,11 +6,12 @@ as the Anthropic phase. It speaks the chat page's protocol as far as the load
 generator reads it (``history`` on connect; per customer message: the message
 echoed, ``typing``, the first ``delta`` as soon as the model streams it, the rest
 of the text, ``typing`` off, the answer as a ``message``), and answers through the
-official Anthropic SDK, on an httpx2 client built as chat.ai.http builds it, its
-events read as the app reads them (chat.ai.sse, which needs no Django), with
-the request the app sends for that conversation: the bench writes the app's own
-system prompt, tools and settings to the file named by BARE_CHAT_REQUEST, and the
-conversation grows here as the app's transcript does.
+official Anthropic SDK, on the client chat.ai.http builds for it (the SDK's
+``DefaultAioHttpClient``, with the same timeouts), its events read as the app
+reads them (chat.ai.sse, which needs no Django), with the request the app sends
+for that conversation: the bench writes the app's own system prompt, tools and
+settings to the file named by BARE_CHAT_REQUEST, and the conversation grows here
+as the app's transcript does.
 
 No Django, no Channels, no database: what this costs is daphne, the SDK and the
 load generator on this machine, and no figure of the app's overhead can beat it.
@@ -50,7 +51,7 @@ def _client() -> anthropic.AsyncAnthropic:
         client = anthropic.AsyncAnthropic(
             api_key=_template["api_key"],
             base_url=_template["base_url"],
-            http_client=httpx2.AsyncClient(
+            http_client=anthropic.DefaultAioHttpClient(
                 timeout=httpx2.Timeout(timeout, connect=min(5.0, timeout))
             ),
             max_retries=0,
