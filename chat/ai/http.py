@@ -37,6 +37,9 @@ T = TypeVar("T")
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[Hashable, httpx2.AsyncClient]
 ] = weakref.WeakKeyDictionary()
+_sdk_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[Hashable, Any]
+] = weakref.WeakKeyDictionary()
 # Per loop, the task that closes its clients when the loop shuts down.
 _closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
@@ -58,27 +61,24 @@ def async_http_client(kind: type[httpx2.AsyncClient]) -> httpx2.AsyncClient:
         )
         per_loop[key] = client
         if loop not in _closers:
-            _closers[loop] = loop.create_task(_close_at_shutdown(per_loop))
+            _closers[loop] = loop.create_task(_close_at_shutdown(loop))
     return client
 
 
-async def _close_at_shutdown(clients: dict[Hashable, httpx2.AsyncClient]) -> None:
+async def _close_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     """Wait for the loop's end: ``asyncio.run`` cancels the tasks still pending
-    before it closes the loop, and this one then closes ``clients``."""
+    before it closes the loop, and this one then closes the loop's clients and
+    forgets them (they hold the loop, which would otherwise never be freed)."""
     try:
-        await asyncio.get_running_loop().create_future()
+        await loop.create_future()
     finally:
-        for client in list(clients.values()):
+        _sdk_clients.pop(loop, None)
+        _closers.pop(loop, None)
+        for client in _clients.pop(loop, {}).values():
             try:
                 await client.aclose()
             except Exception:
                 logger.warning("An AI provider's HTTP client did not close cleanly")
-        clients.clear()
-
-
-_sdk_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[Hashable, Any]
-] = weakref.WeakKeyDictionary()
 
 
 def sdk_client(key: Hashable, build: Callable[[], T]) -> T:

@@ -8,8 +8,10 @@ real socket on 127.0.0.1, served from the test's own event loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,18 +204,22 @@ def test_a_stalled_stream_fails_within_the_read_timeout(api_settings):
     assert elapsed < 3
 
 
-def test_a_loop_closes_its_clients_when_it_shuts_down(api_settings):
+def test_a_loop_closes_its_clients_when_it_shuts_down_and_is_freed(api_settings):
     body = anthropic_sse(anthropic_events([StreamText(ANSWER)]))
 
-    async def scenario() -> list[Any]:
+    async def scenario() -> tuple[list[Any], weakref.ref[Any]]:
         async with LoopbackAPI([body]) as api:
             api_settings.ANTHROPIC_BASE_URL = api.url
             await turns(api, AnthropicProvider(), 1)
-            clients = list(chat.ai.http._clients[asyncio.get_running_loop()].values())
+            loop = asyncio.get_running_loop()
+            clients = list(chat.ai.http._clients[loop].values())
             assert clients
             assert not any(client.is_closed for client in clients)
-            return clients
+            return clients, weakref.ref(loop)
 
-    clients = asyncio.run(scenario())
+    clients, loop = asyncio.run(scenario())
 
     assert all(client.is_closed for client in clients)
+    del clients
+    gc.collect()
+    assert loop() is None
