@@ -50,6 +50,11 @@ def database_settings(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
         config = embedded_database_settings(var_dir / "postgres")
     config.setdefault("OPTIONS", {})
     config["OPTIONS"].setdefault("connect_timeout", 5)
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        # Django's cursors bind their parameters on the client and never prepare;
+        # the few hot statements leadorch.sql.fetch_one sends on a server-binding
+        # cursor are prepared on their connection the first time they run there.
+        config["OPTIONS"].setdefault("prepare_threshold", 0)
     pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=20)
     if pool_size > 0:
         # Under ASGI every request runs in a fresh thread, so persistent connections

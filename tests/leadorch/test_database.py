@@ -36,6 +36,17 @@ def test_database_url_is_used_with_the_tenant_engine(tmp_path):
     ).exists()  # no embedded server when a URL is given
 
 
+@pytest.mark.parametrize(("value", "threshold"), [(None, 0), ("false", None)])
+def test_prepared_statements_are_on_unless_switched_off(tmp_path, value, threshold):
+    values = {"DATABASE_URL": "postgres://app:secret@db.internal:6432/leads"}
+    if value is not None:
+        values["DATABASE_PREPARED_STATEMENTS"] = value
+
+    config = database_settings(env=_env(**values), var_dir=tmp_path)
+
+    assert config["OPTIONS"].get("prepare_threshold") == threshold
+
+
 def test_refuses_a_database_that_is_not_postgresql(tmp_path):
     with pytest.raises(DatabaseStartError, match="must point to PostgreSQL"):
         database_settings(env=_env(DATABASE_URL="sqlite:///leads.db"), var_dir=tmp_path)

@@ -7,10 +7,20 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from chat.models import ChatLink, ChatSession
 from leadorch import sql
-from tests.factories import LeadFactory
+from tests.factories import LeadFactory, LocationFactory
+
+
+def prepared(text: str) -> int:
+    """How many statements with this text are prepared on the connection."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [text]
+        )
+        return cursor.fetchone()[0]
 
 
 def test_an_insert_applies_defaults_and_auto_now_add_and_reads_back(tenant):
@@ -108,3 +118,43 @@ def test_steps_run_as_one_statement_and_their_names_must_differ(tenant):
     assert ChatSession.objects.get(pk=session.pk).mode == "human"
     with pytest.raises(ValueError, match="changed"):
         sql.with_steps([*steps, steps[0]], "SELECT 1")
+
+
+def test_fetch_one_prepares_its_statement_once_on_the_connection(tenant):
+    statement = sql.Statement("SELECT %s::int + 1 AS prepared_once", [1])
+
+    rows = [sql.fetch_one(statement), sql.fetch_one(statement)]
+
+    assert rows == [(2,), (2,)]
+    assert prepared("SELECT $1::int + 1 AS prepared_once") == 1
+
+
+def test_a_prepared_statement_runs_in_the_schema_of_each_call(tenant, other_tenant):
+    """Prepared in one brand's schema, the statement reads and writes the tables of
+    the brand whose schema is set when it runs, however often the schema changes."""
+    location = LocationFactory(name="Only in alpha")
+    touch = sql.Statement(
+        'UPDATE "locations_location" SET "name" = "name" WHERE "name" = %s '
+        'RETURNING "id"',
+        ["Only in alpha"],
+    )
+
+    seen = []
+    for _ in range(3):
+        seen.append(sql.fetch_one(touch))
+        with tenant_context(other_tenant):
+            seen.append(sql.fetch_one(touch))
+
+    assert seen == [(location.pk,), None] * 3
+    assert prepared(touch.sql.replace("%s", "$1")) == 1
+
+
+def test_without_prepared_statements_the_values_are_bound_on_the_client(
+    tenant, monkeypatch
+):
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    statement = sql.Statement("SELECT %s::int + 1 AS bound_on_the_client", [41])
+
+    assert sql.fetch_one(statement) == (42,)
+    assert prepared("SELECT $1::int + 1 AS bound_on_the_client") == 0
