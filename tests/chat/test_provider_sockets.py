@@ -118,7 +118,7 @@ def request(text: str = "How much is the windshield strip?") -> TurnRequest:
     )
 
 
-async def turns(api: LoopbackAPI, provider: Provider, count: int) -> list[Any]:
+async def turns(provider: Provider, count: int) -> list[Any]:
     results = []
     for _ in range(count):
         pieces: list[str] = []
@@ -164,7 +164,7 @@ def test_answers_stream_over_one_kept_alive_connection(api_settings, name):
             else:
                 api_settings.OPENAI_BASE_URL = f"{api.url}/v1"
                 provider = OpenAIProvider()
-            return api, await turns(api, provider, 2)
+            return api, await turns(provider, 2)
 
     api, results = asyncio.run(scenario())
 
@@ -192,7 +192,7 @@ def test_a_stalled_stream_fails_within_the_read_timeout(api_settings):
             api_settings.ANTHROPIC_BASE_URL = api.url
             started = time.monotonic()
             try:
-                await turns(api, AnthropicProvider(), 1)
+                await turns(AnthropicProvider(), 1)
             except ProviderError as error:
                 return error, time.monotonic() - started
             return None, time.monotonic() - started
@@ -210,7 +210,7 @@ def test_a_loop_closes_its_clients_when_it_shuts_down_and_is_freed(api_settings)
     async def scenario() -> tuple[list[Any], weakref.ref[Any]]:
         async with LoopbackAPI([body]) as api:
             api_settings.ANTHROPIC_BASE_URL = api.url
-            await turns(api, AnthropicProvider(), 1)
+            await turns(AnthropicProvider(), 1)
             loop = asyncio.get_running_loop()
             clients = list(chat.ai.http._clients[loop].values())
             assert clients
