@@ -6,12 +6,12 @@ as the Anthropic phase. It speaks the chat page's protocol as far as the load
 generator reads it (``history`` on connect; per customer message: the message
 echoed, ``typing``, the first ``delta`` as soon as the model streams it, the rest
 of the text, ``typing`` off, the answer as a ``message``), and answers through the
-official Anthropic SDK, on the client chat.ai.http builds for it (the SDK's
-``DefaultAioHttpClient``, with the same timeouts), its events read as the app
-reads them (chat.ai.sse, which needs no Django), with the request the app sends
-for that conversation: the bench writes the app's own system prompt, tools and
-settings to the file named by BARE_CHAT_REQUEST, and the conversation grows here
-as the app's transcript does.
+official Anthropic SDK, on a client of the kind chat.ai.http builds (the SDK's
+``DefaultAioHttpClient``, with the same timeouts; built here, without Django),
+its events read as the app reads them (chat.ai.sse, which needs no Django),
+with the request the app sends for that conversation: the bench writes the app's
+own system prompt, tools and settings to the file named by BARE_CHAT_REQUEST,
+and the conversation grows here as the app's transcript does.
 
 No Django, no Channels, no database: what this costs is daphne, the SDK and the
 load generator on this machine, and no figure of the app's overhead can beat it.
