@@ -316,8 +316,7 @@ def customer_message_post(
         )
     if session.revoked_at is not None:
         raise ApplicationError("This conversation is closed.", code="revoked")
-    window_start, window_count = _rate_window(session=session, now=now)
-    if window_count > settings.CHAT_RATE_MESSAGES:
+    if _window_messages(session=session, now=now) > settings.CHAT_RATE_MESSAGES:
         # A resend of a message stored before is not a new one: it gets its answer.
         resent = _stored_with(session=session, client_id=client_id)
         if resent is not None:
@@ -343,15 +342,8 @@ def customer_message_post(
             if connection.in_atomic_block
             else contextlib.nullcontext()
         ):
-            _message_insert(
+            totals = _customer_message_insert(
                 message,
-                totals={
-                    "channel": channel,
-                    "last_message_at": now,
-                    "rate_window_start": window_start,
-                    "rate_window_messages": window_count,
-                },
-                increments={"customer_messages": 1},
                 effects=_first_message_effects(session=session, message=message)
                 if first
                 else None,
@@ -361,9 +353,21 @@ def customer_message_post(
             raise
         existing = ChatMessage.objects.get(session=session, client_id=client_id)
         return Posted(message=existing, created=False)
+    if totals is None:
+        # Refused by the session as it stood when the statement ran: closed, or its
+        # window filled by messages stored since it was read.
+        resent = _stored_with(session=session, client_id=client_id)
+        if resent is not None:
+            return Posted(message=resent, created=False)
+        if ChatSession.objects.filter(pk=session.pk, revoked_at__isnull=False).exists():
+            raise ApplicationError("This conversation is closed.", code="revoked")
+        raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
     session.channel = channel
-    session.customer_messages += 1
-    session.rate_window_start, session.rate_window_messages = window_start, window_count
+    (
+        session.customer_messages,
+        session.rate_window_start,
+        session.rate_window_messages,
+    ) = totals
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},
@@ -371,14 +375,17 @@ def customer_message_post(
     return Posted(message=message, created=True)
 
 
-def _rate_window(*, session: ChatSession, now: datetime) -> tuple[datetime, int]:
-    """The rate window this message falls in and its count with the message: a new
-    window starts when the last one is CHAT_RATE_WINDOW_SECONDS old."""
+def _window_messages(*, session: ChatSession, now: datetime) -> int:
+    """How many messages the rate window this message falls in has with it, as the
+    session was read: a new window starts when the last one is
+    CHAT_RATE_WINDOW_SECONDS old. (``_customer_message_insert`` counts again as it
+    stores, from the session as it stands then.)"""
     start = session.rate_window_start
-    window = timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS)
-    if start is None or now - start >= window:
-        return now, 1
-    return start, session.rate_window_messages + 1
+    if start is None or now - start >= timedelta(
+        seconds=settings.CHAT_RATE_WINDOW_SECONDS
+    ):
+        return 1
+    return session.rate_window_messages + 1
 
 
 def _violated_constraint(error: IntegrityError) -> str | None:
@@ -396,9 +403,11 @@ def _stored_with(*, session: ChatSession, client_id: str) -> ChatMessage | None:
 class _FirstMessageEffects:
     """What the first customer message changes beyond the chat (steps of the
     message's statement): the lead is engaged and its follow-up stops. (Two first
-    messages at once both bring them; the second changes nothing.)"""
+    messages at once both bring them; the second changes nothing.) ``lead``: the
+    session's lead as loaded, which gets the move; None when the session has not
+    loaded it (it will read the lead as moved)."""
 
-    lead: Lead
+    lead: Lead | None
     move: lead_services.LeadMove
     steps: tuple[sql.Step, ...]
 
@@ -406,17 +415,22 @@ class _FirstMessageEffects:
 def _first_message_effects(
     *, session: ChatSession, message: ChatMessage
 ) -> _FirstMessageEffects:
+    # The lead of the session the statement stored the message for: none when it
+    # refused the message.
+    stored_for = sql.Ref(f"(SELECT {sql.column(ChatSession, 'lead')} FROM totals)")  # noqa: S608 - a quoted identifier, a step's name
     move = lead_services.lead_advance_steps(
-        lead_id=session.lead_id,
+        lead_id=stored_for,
         to_status=LeadStatus.ENGAGED,
         reason="Wrote in the chat" if message.channel == "web" else "Replied by SMS",
         at=message.created_at,
     )
     stop = touchpoint_services.cadence_stop_steps(
-        lead_id=session.lead_id, reason=StopReason.CHATTED, now=message.created_at
+        lead_id=stored_for, reason=StopReason.CHATTED, now=message.created_at
     )
     return _FirstMessageEffects(
-        lead=session.lead, move=move, steps=(*move.steps, *stop)
+        lead=session.lead if ChatSession.lead.is_cached(session) else None,
+        move=move,
+        steps=(*move.steps, *stop),
     )
 
 
@@ -444,17 +458,11 @@ def assistant_message_store(
 
 
 def _message_insert(
-    message: ChatMessage,
-    *,
-    totals: dict[str, Any],
-    increments: dict[str, Any],
-    effects: _FirstMessageEffects | None = None,
+    message: ChatMessage, *, totals: dict[str, Any], increments: dict[str, Any]
 ) -> ChatMessage:
-    """Insert ``message`` and update its session's totals (and make ``effects``) in
-    one statement: one round trip, one commit outside a transaction, in SQL the ORM
-    would otherwise build twice for every message (leadorch.sql). The unique client
-    id fails it as the ORM's insert would, with an IntegrityError naming
-    CLIENT_ID_CONSTRAINT."""
+    """Insert ``message`` and update its session's totals in one statement: one
+    round trip, one commit outside a transaction, in SQL the ORM would otherwise
+    build twice for every message (leadorch.sql)."""
     insert = sql.insert_values(message)
     assignments, params = sql.update_assignments(
         ChatSession, totals, increments=increments
@@ -471,17 +479,86 @@ def _message_insert(
             [*params, message.session_id],
         ),
     ]
-    select = f"SELECT message.{message_pk}"
-    if effects is not None:
+    (message_id,) = sql.fetch_one(
+        sql.with_steps(steps, f"SELECT message.{message_pk} FROM message")  # noqa: S608 - a quoted identifier
+    )
+    return sql.mark_saved(message, message_id)
+
+
+def _customer_message_insert(
+    message: ChatMessage, *, effects: _FirstMessageEffects | None
+) -> tuple[int, datetime, int] | None:
+    """Store a customer's ``message`` with its session's totals (and make
+    ``effects``) in one statement, counting the message in the session's rate window
+    as the session stands when the statement runs: two requests that read the
+    session before either stored its message are counted one after the other (the
+    update waits for the other's row lock, then sees its count).
+
+    Returns the session's stored customer messages, rate window start and count;
+    None, storing nothing, when the session is revoked or its window is full. The
+    unique client id fails it as the ORM's insert would, with an IntegrityError
+    naming CLIENT_ID_CONSTRAINT."""
+    q = sql.quote
+    table = q(ChatSession._meta.db_table)
+    session_pk = q(ChatSession._meta.pk.column)
+    message_pk = q(ChatMessage._meta.pk.column)
+    column = functools.partial(sql.column, ChatSession)
+    start, count = column("rate_window_start"), column("rate_window_messages")
+    field = ChatSession._meta.get_field("rate_window_start")
+    now = message.created_at
+    at = field.get_db_prep_save(now, connection)
+    gone = field.get_db_prep_save(
+        now - timedelta(seconds=settings.CHAT_RATE_WINDOW_SECONDS), connection
+    )
+    # A new window when the last one is CHAT_RATE_WINDOW_SECONDS old (SET reads the
+    # row as it was before the update).
+    new_window = f"({start} IS NULL OR {start} <= %s)"
+    assignments, params = sql.update_assignments(
+        ChatSession,
+        {"channel": message.channel, "last_message_at": now},
+        increments={"customer_messages": 1},
+    )
+    insert = sql.insert_select(message, source="totals", expressions={})
+    returned = (column("customer_messages"), start, count)
+    steps = [
+        sql.Step(
+            "totals",
+            f"UPDATE {table} SET {assignments}, "  # noqa: S608 - quoted identifiers of our model; values are parameters
+            f"{start} = CASE WHEN {new_window} THEN %s ELSE {start} END, "
+            f"{count} = CASE WHEN {new_window} THEN 1 ELSE {count} + 1 END "
+            f"WHERE {session_pk} = %s AND {column('revoked_at')} IS NULL "
+            f"AND ({new_window} OR {count} < %s) "
+            f"RETURNING {column('lead')}, {', '.join(returned)}",
+            [
+                *params,
+                gone,
+                at,
+                gone,
+                message.session_id,
+                gone,
+                settings.CHAT_RATE_MESSAGES,
+            ],
+        ),
+        sql.Step("message", f"{insert.sql} RETURNING {message_pk}", insert.params),
+    ]
+    totals = ", ".join(f"totals.{name}" for name in returned)
+    select = f"SELECT message.{message_pk}, {totals}"
+    if effects is None:
+        select += " FROM totals JOIN message ON TRUE"
+    else:
         steps += effects.steps
         moved = lead_services.LeadMove.MOVED
-        select += f", {effects.move.returning} FROM message LEFT JOIN {moved} ON TRUE"
-    else:
-        select += " FROM message"
+        select += (
+            f", {effects.move.returning} FROM totals JOIN message ON TRUE "
+            f"LEFT JOIN {moved} ON TRUE"
+        )
     row = sql.fetch_one(sql.with_steps(steps, select))
-    if effects is not None:
-        effects.move.apply(effects.lead, row[1:])
-    return sql.mark_saved(message, row[0])
+    if row is None:
+        return None
+    if effects is not None and effects.lead is not None:
+        effects.move.apply(effects.lead, row[4:])
+    sql.mark_saved(message, row[0])
+    return row[1], row[2], row[3]
 
 
 def system_message_store(

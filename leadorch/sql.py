@@ -236,6 +236,22 @@ def fetch_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A value the statement itself computes, ``sql`` over its earlier steps (a
+    scalar subquery, say), where a step would otherwise take a parameter."""
+
+    sql: str
+
+
+def placeholder(value: Any) -> tuple[str, list[Any]]:
+    """Where ``value`` goes in a statement: its ``Ref``'s SQL, or a placeholder with
+    the value as its parameter."""
+    if isinstance(value, Ref):
+        return value.sql, []
+    return "%s", [value]
+
+
+@dataclass(frozen=True)
 class Step:
     """One statement of a WITH query, ``name AS (sql)``: usually a data-modifying
     one whose RETURNING later steps or the final SELECT may read."""

@@ -235,14 +235,16 @@ class LeadMove:
 
 def lead_advance_steps(
     *,
-    lead_id: int,
+    lead_id: int | sql.Ref,
     to_status: str,
     actor: Any = None,
     reason: str = "",
     at: datetime | None = None,
 ) -> LeadMove:
     """The steps of ``lead_advance``: the lead moves only from a status of the funnel
-    behind ``to_status`` from which TRANSITIONS allow it."""
+    behind ``to_status`` from which TRANSITIONS allow it. ``lead_id`` may be a
+    ``sql.Ref`` to earlier steps of the caller's statement; when it is NULL,
+    nothing moves."""
     return _move_steps(
         lead_id=lead_id,
         to_status=to_status,
@@ -259,7 +261,7 @@ def lead_advance_steps(
 
 def _move_steps(
     *,
-    lead_id: int,
+    lead_id: int | sql.Ref,
     to_status: str,
     allowed_from: list[str],
     actor: Any,
@@ -283,6 +285,7 @@ def _move_steps(
         assignments += f", {column} = COALESCE(lead.{column}, %s)"
         params.append(Lead._meta.get_field(stamp).get_db_prep_save(when, connection))
     before = LeadMove.BEFORE
+    lead, lead_params = sql.placeholder(lead_id)
     table, pk, status = (
         sql.quote(Lead._meta.db_table),
         sql.column(Lead, "id"),
@@ -292,7 +295,7 @@ def _move_steps(
     returned = ", ".join(f"lead.{sql.column(Lead, name)}" for name in fields)
     event = sql.insert_select(
         LeadEvent(
-            lead_id=lead_id,
+            # The moved lead's id is read from the move (``expressions``).
             kind=LeadEventKind.STATUS_CHANGED,
             to_status=to_status,
             actor=actor,
@@ -307,8 +310,8 @@ def _move_steps(
         steps=(
             sql.Step(
                 before,
-                f"SELECT {pk}, {status} FROM {table} WHERE {pk} = %s FOR UPDATE",  # noqa: S608 - quoted identifiers
-                [lead_id],
+                f"SELECT {pk}, {status} FROM {table} WHERE {pk} = {lead} FOR UPDATE",  # noqa: S608 - quoted identifiers, the id is a parameter or the caller's SQL
+                lead_params,
             ),
             sql.Step(
                 LeadMove.MOVED,

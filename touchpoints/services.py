@@ -216,11 +216,14 @@ CADENCE_CANCELLED = "cadence_cancelled"
 
 
 def cadence_stop_steps(
-    *, lead_id: int, reason: str, now: datetime | None = None
+    *, lead_id: int | sql.Ref, reason: str, now: datetime | None = None
 ) -> tuple[sql.Step, sql.Step]:
     """``cadence_stop`` as steps of one statement (``leadorch.sql.with_steps``), for
-    a caller that runs them with writes of its own in the same round trip."""
+    a caller that runs them with writes of its own in the same round trip.
+    ``lead_id`` may be a ``sql.Ref`` to the caller's earlier steps; when it is NULL,
+    nothing stops."""
     now = now or timezone.now()
+    lead, lead_params = sql.placeholder(lead_id)
     steps = []
     for name, model, statuses, changes in (
         (
@@ -252,9 +255,9 @@ def cadence_stop_steps(
             sql.Step(
                 name,
                 f"UPDATE {sql.quote(model._meta.db_table)} SET {assignments} "  # noqa: S608 - quoted identifiers
-                f"WHERE {sql.column(model, 'lead')} = %s "
+                f"WHERE {sql.column(model, 'lead')} = {lead} "
                 f"AND {sql.column(model, 'status')} = ANY(%s) RETURNING {pk}",
-                [*params, lead_id, [str(status) for status in statuses]],
+                [*params, *lead_params, [str(status) for status in statuses]],
             )
         )
     return steps[0], steps[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from appointments.models import Appointment
 from chat import services as chat_services
@@ -19,6 +21,7 @@ from chat.ai.base import AssistantText, UserText
 from chat.ai.context import context_load
 from chat.models import CLIENT_ID_CONSTRAINT, ChatMessage, ChatSession
 from leadorch import sql
+from leadorch.errors import ApplicationError
 from leads.models import Lead, LeadStatus
 from locations.models import Location
 from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
@@ -122,12 +125,36 @@ def test_the_insert_fails_on_the_client_id_constraint_as_the_orms_would(tenant):
     message = ChatMessage(session=session, role="customer", body="Hi", client_id="dup")
 
     with pytest.raises(IntegrityError) as raised, transaction.atomic():
-        chat_services._message_insert(
-            message, totals={}, increments={"customer_messages": 1}
-        )
+        chat_services._customer_message_insert(message, effects=None)
 
     assert raised.value.__cause__.diag.constraint_name == CLIENT_ID_CONSTRAINT
     assert ChatSession.objects.get(pk=session.pk).customer_messages == 1
+
+
+def test_a_session_read_before_is_counted_and_closed_as_it_stands(tenant, settings):
+    settings.CHAT_RATE_MESSAGES = 2
+    lead = LeadFactory()
+    touchpoint_services.cadence_start(lead=lead)
+    session = chat_services.session_for_lead(lead=lead)
+    stale = ChatSession.objects.select_related("lead").get(pk=session.pk)
+    for n in range(2):
+        chat_services.customer_message_post(session=session, text=f"Question {n}")
+    Lead.objects.filter(pk=lead.pk).update(status=LeadStatus.NEW)
+
+    # As read before those two, the session had no message and an empty window:
+    # its first message, refused, moves nothing.
+    with pytest.raises(chat_services.RateLimitedError):
+        chat_services.customer_message_post(session=stale, text="One more")
+    ChatSession.objects.filter(pk=session.pk).update(revoked_at=timezone.now())
+    with pytest.raises(ApplicationError) as closed:
+        chat_services.customer_message_post(session=stale, text="Hello?")
+
+    assert closed.value.code == "revoked"
+    assert ChatMessage.objects.filter(session=session).count() == 2
+    stored = ChatSession.objects.get(pk=session.pk)
+    assert (stored.customer_messages, stored.rate_window_messages) == (2, 2)
+    assert Lead.objects.get(pk=lead.pk).status == LeadStatus.NEW
+    assert stale.lead.status == LeadStatus.NEW
 
 
 def test_answers_add_their_tokens_to_the_session(tenant):
@@ -264,7 +291,7 @@ def test_outside_a_transaction_the_first_message_and_its_effects_are_one_stateme
     )
 
     assert connection.get_autocommit()
-    assert [q["sql"].split(" ", 3)[:3] for q in queries] == [["WITH", "message", "AS"]]
+    assert [q["sql"].split(" ", 3)[:3] for q in queries] == [["WITH", "totals", "AS"]]
     assert (first.created, other.created, resent.created) == (True, True, False)
     assert resent.message.pk == first.message.pk
     assert session.lead.status == LeadStatus.ENGAGED
@@ -321,7 +348,7 @@ def test_a_later_turn_reads_once_and_stores_once_and_answers_from_the_same_facts
         q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]
     ]
     assert len(statements) == 2, statements
-    assert statements[1].startswith("WITH message AS (INSERT")
+    assert statements[1].startswith("WITH totals AS (UPDATE")
     assert first.prepared is not None
     assert turn.prepared is not None
     assert turn.prepared.transcript == (
@@ -375,7 +402,7 @@ def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_stateme
 
     statements = [q["sql"] for q in queries]
     stored = next(
-        i for i, s in enumerate(statements) if s.startswith("WITH message AS (INSERT")
+        i for i, s in enumerate(statements) if s.startswith("WITH totals AS (UPDATE")
     )
     assert statements[stored - 1].startswith("SAVEPOINT")
     assert statements[stored + 1].startswith("RELEASE SAVEPOINT")
@@ -384,8 +411,8 @@ def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_stateme
         r"(\w+) AS \((SELECT|UPDATE|INSERT INTO) (\S+)", statements[stored]
     )
     assert steps == [
-        ("message", "INSERT INTO", '"chat_chatmessage"'),
         ("totals", "UPDATE", '"chat_chatsession"'),
+        ("message", "INSERT INTO", '"chat_chatmessage"'),
         ("lead_before", "SELECT", '"id",'),
         ("lead_moved", "UPDATE", '"leads_lead"'),
         ("lead_event", "INSERT INTO", '"leads_leadevent"'),
@@ -404,3 +431,49 @@ def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_stateme
         lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
     ).exists()
     assert turn.prepared is not None
+
+
+def test_messages_sent_at_once_are_counted_one_after_the_other(tenant_tx, settings):
+    # Twelve messages of one conversation at the same moment (tabs, resends, a
+    # script), each from the session as read before any was stored: the rate limit
+    # lets exactly its number through, and the lead moves once.
+    settings.CHAT_RATE_MESSAGES = 5
+    lead = LeadFactory()
+    touchpoint_services.cadence_start(lead=lead)
+    session = chat_services.session_for_lead(lead=lead)
+    outcomes: list = [None] * 12
+    barrier = threading.Barrier(12)
+
+    def post(index: int) -> None:
+        try:
+            with tenant_context(tenant_tx):
+                stale = ChatSession.objects.select_related("lead").get(pk=session.pk)
+                barrier.wait()
+                try:
+                    posted = chat_services.customer_message_post(
+                        session=stale, text=f"Hello {index}", client_id=f"c-{index}"
+                    )
+                    outcomes[index] = posted.created
+                except chat_services.RateLimitedError:
+                    outcomes[index] = "limited"
+        except Exception as error:  # any other exception fails the test below
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes, key=str) == [True] * 5 + ["limited"] * 7
+    stored = ChatSession.objects.get(pk=session.pk)
+    assert (stored.customer_messages, stored.rate_window_messages) == (5, 5)
+    assert ChatMessage.objects.filter(session=session).count() == 5
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.ENGAGED
+    assert lead.events.filter(to_status=LeadStatus.ENGAGED).count() == 1
+    assert not TouchPoint.objects.filter(
+        lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
+    ).exists()
