@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -107,10 +107,14 @@ class BrandFacts:
     ai_daily_spend_cap: Decimal | None
 
 
-def brand_facts(schema_name: str) -> BrandFacts:
-    """The brand's name and AI cap, kept AI_SPEND_CACHE_SECONDS: every answer needs them."""
-    key = f"leadorch:chat:brand:{schema_name}"
-    facts = cache.get(key, version=0)
+def brand_facts(
+    schema_name: str, *, cached: Mapping[str, Any] | None = None
+) -> BrandFacts:
+    """The brand's name and AI cap, kept AI_SPEND_CACHE_SECONDS: every answer needs
+    them. ``cached``: what one read of the cache found for a turn
+    (``chat.ai.service.turn_cached``), instead of a read of its own."""
+    key = brand_facts_key(schema_name)
+    facts = cached_value(key, cached)
     if facts is None:
         row = (
             Tenant.objects.filter(schema_name=schema_name)
@@ -129,28 +133,43 @@ class LocationFacts:
     services: tuple[ServiceInfo, ...]
 
 
-def _facts_key(schema_name: str, location_id: int) -> str:
+def brand_facts_key(schema_name: str) -> str:
+    return f"leadorch:chat:brand:{schema_name}"
+
+
+def location_facts_key(schema_name: str, location_id: int) -> str:
     return f"leadorch:chat:location:{schema_name}:{location_id}"
+
+
+def cached_value(key: str, cached: Mapping[str, Any] | None) -> Any:
+    """``key``'s value in ``cached`` (a ``cache.get_many`` of several keys, absent
+    when the cache had none), or, without it, in the cache."""
+    if cached is None:
+        return cache.get(key, version=0)
+    return cached.get(key)
 
 
 def location_facts_forget(*, schema_name: str, location_ids: Iterable[int]) -> None:
     """The next answer at these locations reads their hours and catalog afresh."""
-    keys = [_facts_key(schema_name, pk) for pk in location_ids]
+    keys = [location_facts_key(schema_name, pk) for pk in location_ids]
     with schema_context(schema_name):  # the cache's keys carry the schema too
         cache.delete_many(keys, version=0)
 
 
-def location_facts(location: Location) -> LocationFacts:
+def location_facts(
+    location: Location, *, cached: Mapping[str, Any] | None = None
+) -> LocationFacts:
     """The location's opening hours and catalog as the assistant reads them.
 
     Kept for CHAT_CONTEXT_CACHE_SECONDS and forgotten when the hours or the catalog
     change (chat.apps): with a cache the processes share, an edit reaches the next
     answer. The quote and availability tools read the catalog from here too, the
     same prices the instructions show; free times are read live, and a booking
-    takes the price and duration from the catalog as it is then.
+    takes the price and duration from the catalog as it is then. ``cached``: as
+    for ``brand_facts``.
     """
-    key = _facts_key(connection.schema_name, location.pk)
-    facts = cache.get(key, version=0)
+    key = location_facts_key(connection.schema_name, location.pk)
+    facts = cached_value(key, cached)
     if facts is not None:
         return facts
     hours_rows = {h.weekday: h for h in LocationHours.objects.filter(location=location)}
@@ -199,13 +218,14 @@ def context_from(
     session: ChatSession,
     booked: list[tuple[Any, ...]],
     now: datetime | None = None,
+    cached: Mapping[str, Any] | None = None,
 ) -> ChatContext:
     """The context of ``session`` (its lead and location loaded) with the rows that
-    ``booked_statement`` read."""
+    ``booked_statement`` read. ``cached``: as for ``brand_facts``."""
     now = now or timezone.now()
     lead = session.lead
     location = lead.location
-    facts = location_facts(location)
+    facts = location_facts(location, cached=cached)
     appointment = None
     if booked:
         pk, service_name, starts_at = booked[0]
@@ -228,7 +248,7 @@ def context_from(
         hours=facts.hours,
         services=facts.services,
         appointment=appointment,
-        brand_name=brand_facts(connection.schema_name).name,
+        brand_name=brand_facts(connection.schema_name, cached=cached).name,
         now=now,
     )
 

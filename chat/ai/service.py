@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,7 +45,10 @@ from chat.ai.base import (
 from chat.ai.context import (
     booked_statement,
     brand_facts,
+    brand_facts_key,
+    cached_value,
     context_from,
+    location_facts_key,
     system_prompt,
 )
 from chat.ai.providers import providers_chain
@@ -87,26 +90,39 @@ class Prepared:
 
 
 def budget_state(
-    *, session: ChatSession, now: datetime | None = None
+    *,
+    session: ChatSession,
+    now: datetime | None = None,
+    cached: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Where the session and the brand stand against the AI budgets."""
+    """Where the session and the brand stand against the AI budgets. ``cached``: what
+    one read of the cache found for the turn (``turn_cached``)."""
     now = now or timezone.now()
-    cap = brand_facts(connection.schema_name).ai_daily_spend_cap
+    cap = brand_facts(connection.schema_name, cached=cached).ai_daily_spend_cap
     if cap is None:
         cap = Decimal(settings.AI_DAILY_SPEND_CAP_USD)
     return {
         "tokens": session.assistant_tokens,
         "customer_messages": session.customer_messages,
-        "spent_today": spend_today(now=now),
+        "spent_today": spend_today(now=now, cached=cached),
         "daily_cap": cap,
     }
 
 
-def spend_today(*, now: datetime) -> Decimal:
-    """The brand's AI spend since midnight UTC, kept AI_SPEND_CACHE_SECONDS."""
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    key = f"leadorch:chat:spend:{connection.schema_name}:{day_start:%Y-%m-%d}"
-    spent = cache.get(key, version=0)
+def _day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _spend_key(schema_name: str, now: datetime) -> str:
+    return f"leadorch:chat:spend:{schema_name}:{_day_start(now):%Y-%m-%d}"
+
+
+def spend_today(*, now: datetime, cached: Mapping[str, Any] | None = None) -> Decimal:
+    """The brand's AI spend since midnight UTC, kept AI_SPEND_CACHE_SECONDS.
+    ``cached``: as for ``budget_state``."""
+    day_start = _day_start(now)
+    key = _spend_key(connection.schema_name, now)
+    spent = cached_value(key, cached)
     if spent is None:
         spent = ChatMessage.objects.filter(
             role=MessageRole.ASSISTANT, created_at__gte=day_start
@@ -114,6 +130,21 @@ def spend_today(*, now: datetime) -> Decimal:
         if settings.AI_SPEND_CACHE_SECONDS > 0:
             cache.set(key, spent, settings.AI_SPEND_CACHE_SECONDS, version=0)
     return spent
+
+
+def turn_cached(*, session: ChatSession, now: datetime) -> dict[str, Any]:
+    """What the cache holds of the facts a turn reads there (the brand's, its spend
+    today, the location's), in one read: a cache shared over the network (Redis)
+    answers once instead of once for each. Absent keys were not cached."""
+    schema_name = connection.schema_name
+    return cache.get_many(
+        [
+            brand_facts_key(schema_name),
+            _spend_key(schema_name, now),
+            location_facts_key(schema_name, session.lead.location_id),
+        ],
+        version=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +191,9 @@ def _prepare(
     session = read.session
     if session.mode != SessionMode.ASSISTANT or session.revoked_at is not None:
         return None
-    budget = budget_state(session=session)
+    now = timezone.now()
+    cached = turn_cached(session=session, now=now)
+    budget = budget_state(session=session, now=now, cached=cached)
     if budget["customer_messages"] > settings.AI_SESSION_MAX_MESSAGES:
         chat_services.handoff_request(
             session=session, reason="The conversation passed the assistant's length"
@@ -171,7 +204,7 @@ def _prepare(
         limits.append("session_tokens")
     if budget["spent_today"] >= budget["daily_cap"]:
         limits.append("daily_spend")
-    context = context_from(session=session, booked=read.booked)
+    context = context_from(session=session, booked=read.booked, now=now, cached=cached)
     history = read.history
     if customer_message_id is not None:
         history = [m for m in history if m.pk <= customer_message_id]

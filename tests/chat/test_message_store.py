@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -477,3 +477,56 @@ def test_messages_sent_at_once_are_counted_one_after_the_other(tenant_tx, settin
     assert not TouchPoint.objects.filter(
         lead=lead, status__in=OPEN_TOUCHPOINT_STATUSES
     ).exists()
+
+
+def test_a_turn_reads_its_cached_facts_in_one_read_of_the_cache(
+    session, catalog, facts_cached, monkeypatch, django_capture_on_commit_callbacks
+):
+    # The first turn reads the brand's and the location's facts and the day's spend
+    # from the database and keeps them.
+    ai_service.customer_turn_start(
+        session_id=session.pk, text="Hi", client_id="c-1", channel="web"
+    )
+    reads = []
+    backend = type(caches["default"])
+    original_get, original_get_many = backend.get, backend.get_many
+    inside = []
+
+    def get(self, *args, **kwargs):
+        if not inside:  # the local memory cache's get_many reads each key with get
+            reads.append("get")
+        return original_get(self, *args, **kwargs)
+
+    def get_many(self, *args, **kwargs):
+        reads.append("get_many")
+        inside.append(True)
+        try:
+            return original_get_many(self, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(backend, "get", get)
+    monkeypatch.setattr(backend, "get_many", get_many)
+
+    with CaptureQueriesContext(connection) as queries:
+        turn = ai_service.customer_turn_start(
+            session_id=session.pk, text="How much?", client_id="c-2", channel="web"
+        )
+
+    assert reads == ["get_many"]
+    # The turn's read and its store (in this test's transaction, with a savepoint
+    # around the store): none of the facts.
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 2, statements
+    assert "Windshield tint" in turn.prepared.system
+    assert "$199.00" in turn.prepared.system
+    # A change to the catalog reaches the next turn through the same read.
+    with django_capture_on_commit_callbacks(execute=True):
+        windshield = catalog[1]
+        windshield.price_cents = 21900
+        windshield.save()
+    turn = ai_service.customer_turn_start(
+        session_id=session.pk, text="And now?", client_id="c-3", channel="web"
+    )
+    assert "$219.00" in turn.prepared.system
+    assert reads == ["get_many", "get_many"]
