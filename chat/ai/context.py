@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -108,11 +108,12 @@ class BrandFacts:
 
 
 def brand_facts(
-    schema_name: str, *, cached: Mapping[str, Any] | None = None
+    schema_name: str, *, cached: MutableMapping[str, Any] | None = None
 ) -> BrandFacts:
     """The brand's name and AI cap, kept AI_SPEND_CACHE_SECONDS: every answer needs
     them. ``cached``: what one read of the cache found for a turn
-    (``chat.ai.service.turn_cached``), instead of a read of its own."""
+    (``chat.ai.service.turn_cached``), instead of a read of its own; what is read
+    afresh is added to it, for the turn's later reads."""
     key = brand_facts_key(schema_name)
     facts = cached_value(key, cached)
     if facts is None:
@@ -122,8 +123,7 @@ def brand_facts(
             .first()
         )
         facts = BrandFacts(*(row or ("", None)))
-        if settings.AI_SPEND_CACHE_SECONDS > 0:
-            cache.set(key, facts, settings.AI_SPEND_CACHE_SECONDS, version=0)
+        cache_keep(key, facts, settings.AI_SPEND_CACHE_SECONDS, cached)
     return facts
 
 
@@ -149,6 +149,17 @@ def cached_value(key: str, cached: Mapping[str, Any] | None) -> Any:
     return cached.get(key)
 
 
+def cache_keep(
+    key: str, value: Any, seconds: int, cached: MutableMapping[str, Any] | None
+) -> None:
+    """Keep ``value`` under ``key`` for ``seconds`` (0: not at all), and in the
+    turn's ``cached``, where a later read of the same turn finds it."""
+    if seconds > 0:
+        cache.set(key, value, seconds, version=0)
+    if cached is not None:
+        cached[key] = value
+
+
 def location_facts_forget(*, schema_name: str, location_ids: Iterable[int]) -> None:
     """The next answer at these locations reads their hours and catalog afresh."""
     keys = [location_facts_key(schema_name, pk) for pk in location_ids]
@@ -157,7 +168,7 @@ def location_facts_forget(*, schema_name: str, location_ids: Iterable[int]) -> N
 
 
 def location_facts(
-    location: Location, *, cached: Mapping[str, Any] | None = None
+    location: Location, *, cached: MutableMapping[str, Any] | None = None
 ) -> LocationFacts:
     """The location's opening hours and catalog as the assistant reads them.
 
@@ -195,8 +206,7 @@ def location_facts(
         for item in location_selectors.service_list_for_location(location=location)
     )
     facts = LocationFacts(hours=tuple(hours), services=services)
-    if settings.CHAT_CONTEXT_CACHE_SECONDS > 0:
-        cache.set(key, facts, settings.CHAT_CONTEXT_CACHE_SECONDS, version=0)
+    cache_keep(key, facts, settings.CHAT_CONTEXT_CACHE_SECONDS, cached)
     return facts
 
 
@@ -218,7 +228,7 @@ def context_from(
     session: ChatSession,
     booked: list[tuple[Any, ...]],
     now: datetime | None = None,
-    cached: Mapping[str, Any] | None = None,
+    cached: MutableMapping[str, Any] | None = None,
 ) -> ChatContext:
     """The context of ``session`` (its lead and location loaded) with the rows that
     ``booked_statement`` read. ``cached``: as for ``brand_facts``."""

@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +46,7 @@ from chat.ai.context import (
     booked_statement,
     brand_facts,
     brand_facts_key,
+    cache_keep,
     cached_value,
     context_from,
     location_facts_key,
@@ -93,7 +94,7 @@ def budget_state(
     *,
     session: ChatSession,
     now: datetime | None = None,
-    cached: Mapping[str, Any] | None = None,
+    cached: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Where the session and the brand stand against the AI budgets. ``cached``: what
     one read of the cache found for the turn (``turn_cached``)."""
@@ -117,7 +118,9 @@ def _spend_key(schema_name: str, now: datetime) -> str:
     return f"leadorch:chat:spend:{schema_name}:{_day_start(now):%Y-%m-%d}"
 
 
-def spend_today(*, now: datetime, cached: Mapping[str, Any] | None = None) -> Decimal:
+def spend_today(
+    *, now: datetime, cached: MutableMapping[str, Any] | None = None
+) -> Decimal:
     """The brand's AI spend since midnight UTC, kept AI_SPEND_CACHE_SECONDS.
     ``cached``: as for ``budget_state``."""
     day_start = _day_start(now)
@@ -127,8 +130,7 @@ def spend_today(*, now: datetime, cached: Mapping[str, Any] | None = None) -> De
         spent = ChatMessage.objects.filter(
             role=MessageRole.ASSISTANT, created_at__gte=day_start
         ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
-        if settings.AI_SPEND_CACHE_SECONDS > 0:
-            cache.set(key, spent, settings.AI_SPEND_CACHE_SECONDS, version=0)
+        cache_keep(key, spent, settings.AI_SPEND_CACHE_SECONDS, cached)
     return spent
 
 

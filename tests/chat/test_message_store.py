@@ -24,6 +24,7 @@ from leadorch import sql
 from leadorch.errors import ApplicationError
 from leads.models import Lead, LeadStatus
 from locations.models import Location
+from tenants.models import Tenant
 from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
 from touchpoints import services as touchpoint_services
 from touchpoints.models import (
@@ -483,10 +484,13 @@ def test_a_turn_reads_its_cached_facts_in_one_read_of_the_cache(
     session, catalog, facts_cached, monkeypatch, django_capture_on_commit_callbacks
 ):
     # The first turn reads the brand's and the location's facts and the day's spend
-    # from the database and keeps them.
-    ai_service.customer_turn_start(
-        session_id=session.pk, text="Hi", client_id="c-1", channel="web"
-    )
+    # from the database, once each, and keeps them.
+    with CaptureQueriesContext(connection) as cold:
+        ai_service.customer_turn_start(
+            session_id=session.pk, text="Hi", client_id="c-1", channel="web"
+        )
+    tenants = f'FROM "{Tenant._meta.db_table}"'
+    assert sum(tenants in q["sql"] for q in cold) == 1
     reads = []
     backend = type(caches["default"])
     original_get, original_get_many = backend.get, backend.get_many
