@@ -278,6 +278,11 @@ class RateLimitedError(ApplicationError):
         )
 
 
+class ConversationClosedError(ApplicationError):
+    def __init__(self) -> None:
+        super().__init__("This conversation is closed.", code="revoked")
+
+
 @dataclass(frozen=True)
 class Posted:
     message: ChatMessage
@@ -315,13 +320,9 @@ def customer_message_post(
             code="too_long",
         )
     if session.revoked_at is not None:
-        raise ApplicationError("This conversation is closed.", code="revoked")
+        raise ConversationClosedError()
     if _window_messages(session=session, now=now) > settings.CHAT_RATE_MESSAGES:
-        # A resend of a message stored before is not a new one: it gets its answer.
-        resent = _stored_with(session=session, client_id=client_id)
-        if resent is not None:
-            return Posted(message=resent, created=False)
-        raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
+        return _resent_or_limited(session=session, client_id=client_id)
     first = session.customer_messages == 0
     message = ChatMessage(
         session=session,
@@ -356,12 +357,9 @@ def customer_message_post(
     if totals is None:
         # Refused by the session as it stood when the statement ran: closed, or its
         # window filled by messages stored since it was read.
-        resent = _stored_with(session=session, client_id=client_id)
-        if resent is not None:
-            return Posted(message=resent, created=False)
         if ChatSession.objects.filter(pk=session.pk, revoked_at__isnull=False).exists():
-            raise ApplicationError("This conversation is closed.", code="revoked")
-        raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
+            raise ConversationClosedError()
+        return _resent_or_limited(session=session, client_id=client_id)
     session.channel = channel
     (
         session.customer_messages,
@@ -373,6 +371,15 @@ def customer_message_post(
         event={"type": "message", "message": message_payload(message)},
     )
     return Posted(message=message, created=True)
+
+
+def _resent_or_limited(*, session: ChatSession, client_id: str) -> Posted:
+    """A message past the rate limit: a resend of one stored before is not a new
+    one and gets that message; any other is refused."""
+    resent = _stored_with(session=session, client_id=client_id)
+    if resent is None:
+        raise RateLimitedError(settings.CHAT_RATE_WINDOW_SECONDS)
+    return Posted(message=resent, created=False)
 
 
 def _window_messages(*, session: ChatSession, now: datetime) -> int:
@@ -417,7 +424,9 @@ def _first_message_effects(
 ) -> _FirstMessageEffects:
     # The lead of the session the statement stored the message for: none when it
     # refused the message.
-    stored_for = sql.Ref(f"(SELECT {sql.column(ChatSession, 'lead')} FROM totals)")  # noqa: S608 - a quoted identifier, a step's name
+    stored_for = sql.Ref(
+        f"(SELECT {sql.column(ChatSession, 'lead')} FROM {_SESSION_COUNTED})"  # noqa: S608 - a quoted identifier, a step's name
+    )
     move = lead_services.lead_advance_steps(
         lead_id=stored_for,
         to_status=LeadStatus.ENGAGED,
@@ -485,6 +494,11 @@ def _message_insert(
     return sql.mark_saved(message, message_id)
 
 
+# The step of _customer_message_insert that updates the session: no row when the
+# message was refused.
+_SESSION_COUNTED = "totals"
+
+
 def _customer_message_insert(
     message: ChatMessage, *, effects: _FirstMessageEffects | None
 ) -> tuple[int, datetime, int] | None:
@@ -518,11 +532,11 @@ def _customer_message_insert(
         {"channel": message.channel, "last_message_at": now},
         increments={"customer_messages": 1},
     )
-    insert = sql.insert_select(message, source="totals", expressions={})
+    insert = sql.insert_select(message, source=_SESSION_COUNTED, expressions={})
     returned = (column("customer_messages"), start, count)
     steps = [
         sql.Step(
-            "totals",
+            _SESSION_COUNTED,
             f"UPDATE {table} SET {assignments}, "  # noqa: S608 - quoted identifiers of our model; values are parameters
             f"{start} = CASE WHEN {new_window} THEN %s ELSE {start} END, "
             f"{count} = CASE WHEN {new_window} THEN 1 ELSE {count} + 1 END "
@@ -541,17 +555,16 @@ def _customer_message_insert(
         ),
         sql.Step("message", f"{insert.sql} RETURNING {message_pk}", insert.params),
     ]
-    totals = ", ".join(f"totals.{name}" for name in returned)
-    select = f"SELECT message.{message_pk}, {totals}"
-    if effects is None:
-        select += " FROM totals JOIN message ON TRUE"
-    else:
+    totals = ", ".join(f"{_SESSION_COUNTED}.{name}" for name in returned)
+    columns, sources = (
+        [f"message.{message_pk}", totals],
+        [f"{_SESSION_COUNTED} JOIN message ON TRUE"],
+    )
+    if effects is not None:
         steps += effects.steps
-        moved = lead_services.LeadMove.MOVED
-        select += (
-            f", {effects.move.returning} FROM totals JOIN message ON TRUE "
-            f"LEFT JOIN {moved} ON TRUE"
-        )
+        columns.append(effects.move.returning)
+        sources.append(f"LEFT JOIN {lead_services.LeadMove.MOVED} ON TRUE")
+    select = f"SELECT {', '.join(columns)} FROM {' '.join(sources)}"  # noqa: S608 - quoted identifiers, step names
     row = sql.fetch_one(sql.with_steps(steps, select))
     if row is None:
         return None
