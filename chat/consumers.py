@@ -76,18 +76,22 @@ def _open(token: str, after: int | None, client_ip: str) -> dict[str, Any] | Non
     }
 
 
-def _post(session_id: int, text: str, client_id: str) -> dict[str, Any]:
+def _post(
+    session_id: int, text: str, client_id: str, kept: ai_service.Kept | None
+) -> dict[str, Any]:
     turn = ai_service.customer_turn_start(
         session_id=session_id,
         text=text,
         client_id=client_id,
         channel=MessageChannel.WEB,
+        kept=kept,
     )
     return {
         "message": chat_services.message_payload(turn.posted.message),
         "message_id": turn.posted.message.pk,
         "created": turn.posted.created,
         "prepared": turn.prepared,
+        "kept": turn.kept,
     }
 
 
@@ -129,6 +133,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.group = realtime.group_name(
             schema_name=self.schema_name, session_public_id=opened["public_id"]
         )
+        # What the last turn read of the conversation, for the next (see
+        # ai_service.Kept); the first turn reads it.
+        self.kept: ai_service.Kept | None = None
         self.answering = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         # Messages this socket sent: a message it stored reaches it twice, as its own
@@ -190,9 +197,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 self.session_id,
                 text,
                 client_id[:64],
+                self.kept,
                 parallel=True,
                 short=True,
             )
+            self.kept = posted["kept"]
             # The sender sees its own message at once; the group's copy is not sent
             # again.
             await self._send_message(posted["message"])
@@ -274,6 +283,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     parallel=True,
                     prepared=prepared,
                 )
+                if answer is not None and self.kept is not None:
+                    self.kept = self.kept.with_message(answer)
                 await stream.flush()
             except Exception:
                 logger.exception(

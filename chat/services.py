@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -250,6 +251,12 @@ def transcript_from_rows(rows: list[tuple[Any, ...]]) -> list[ChatMessage]:
     return [columns.instance(row) for row in reversed(rows)]
 
 
+def transcript_count(rows: list[tuple[Any, ...]]) -> int:
+    """How many messages the session had when ``transcript_statement`` read ``rows``
+    (its newest, perhaps not all)."""
+    return rows[0][-1] if rows else 0
+
+
 TRANSCRIPT_FIELDS = ("id", "role", "body", "tool_calls")
 
 
@@ -259,7 +266,8 @@ def _transcript_sql() -> str:
     meta = ChatMessage._meta
     pk = q(meta.pk.column)
     return (
-        f"SELECT {sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS).select('m')} "  # noqa: S608 - quoted identifiers of our model; values are parameters
+        f"SELECT {sql.model_columns(ChatMessage, TRANSCRIPT_FIELDS).select('m')}, "  # noqa: S608 - quoted identifiers of our model; values are parameters
+        "count(*) OVER () "
         f"FROM {q(meta.db_table)} m WHERE m.{sql.column(ChatMessage, 'session')} = %s "
         f"ORDER BY m.{pk} DESC LIMIT %s"
     )
@@ -288,6 +296,8 @@ class Posted:
     message: ChatMessage
     # False when a message with the same client id was stored before (a resend).
     created: bool
+    # Where the conversation stood when the message was stored; None for a resend.
+    standing: Standing | None = None
 
 
 def customer_message_post(
@@ -297,13 +307,16 @@ def customer_message_post(
     client_id: str = "",
     channel: str = MessageChannel.WEB,
     now: Any = None,
+    reads: Sequence[sql.RowRead] = (),
 ) -> Posted:
     """Store a customer's message once.
 
     A resend with the same ``client_id`` returns the stored message. Refuses empty
     and over-long text, a revoked session and more than CHAT_RATE_MESSAGES
     messages per CHAT_RATE_WINDOW_SECONDS. The first message moves the lead to
-    engaged and stops its follow-up.
+    engaged and stops its follow-up. ``session`` may have been read earlier: what
+    decides is the session as it stands when the message is stored, which
+    ``Posted.standing`` gives, with what ``reads`` found in the same statement.
     """
     now = now or timezone.now()
     text = (text or "").strip()
@@ -343,34 +356,43 @@ def customer_message_post(
             if connection.in_atomic_block
             else contextlib.nullcontext()
         ):
-            totals = _customer_message_insert(
+            standing = _customer_message_insert(
                 message,
                 effects=_first_message_effects(session=session, message=message)
                 if first
                 else None,
+                reads=reads,
             )
     except IntegrityError as error:
         if _violated_constraint(error) != CLIENT_ID_CONSTRAINT:
             raise
         existing = ChatMessage.objects.get(session=session, client_id=client_id)
         return Posted(message=existing, created=False)
-    if totals is None:
-        # Refused by the session as it stood when the statement ran: closed, or its
-        # window filled by messages stored since it was read.
-        if ChatSession.objects.filter(pk=session.pk, revoked_at__isnull=False).exists():
+    if standing is None:
+        # Refused by the session as it stood when the statement ran: closed or gone,
+        # or its window filled by messages stored since it was read.
+        if not ChatSession.objects.filter(
+            pk=session.pk, revoked_at__isnull=True
+        ).exists():
             raise ConversationClosedError()
         return _resent_or_limited(session=session, client_id=client_id)
-    session.channel = channel
-    (
-        session.customer_messages,
-        session.rate_window_start,
-        session.rate_window_messages,
-    ) = totals
+    for name in _COUNTED_FIELDS:
+        setattr(session, name, getattr(standing.session, name))
     realtime.publish_on_commit(
         session_public_id=session.public_id,
         event={"type": "message", "message": message_payload(message)},
     )
-    return Posted(message=message, created=True)
+    return Posted(message=message, created=True, standing=standing)
+
+
+# What storing a customer's message changes on its session.
+_COUNTED_FIELDS = (
+    "channel",
+    "last_message_at",
+    "customer_messages",
+    "rate_window_start",
+    "rate_window_messages",
+)
 
 
 def _resent_or_limited(*, session: ChatSession, client_id: str) -> Posted:
@@ -497,21 +519,40 @@ def _message_insert(
 # The step of _customer_message_insert that updates the session: no row when the
 # message was refused.
 _SESSION_COUNTED = "totals"
+# The step that counts the session's messages stored before this one.
+_EARLIER = "earlier"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The conversation as the statement that stored a customer's message found it:
+    the session as the statement left it, with its lead (a first message's move to
+    engaged applied) and location; how many messages the session had before this
+    one and the newest one's id; and the row each of the caller's reads found."""
+
+    session: ChatSession
+    earlier_messages: int
+    last_message_id: int | None
+    reads: list[tuple[Any, ...] | None]
 
 
 def _customer_message_insert(
-    message: ChatMessage, *, effects: _FirstMessageEffects | None
-) -> tuple[int, datetime, int] | None:
+    message: ChatMessage,
+    *,
+    effects: _FirstMessageEffects | None,
+    reads: Sequence[sql.RowRead] = (),
+) -> Standing | None:
     """Store a customer's ``message`` with its session's totals (and make
     ``effects``) in one statement, counting the message in the session's rate window
     as the session stands when the statement runs: two requests that read the
     session before either stored its message are counted one after the other (the
-    update waits for the other's row lock, then sees its count).
+    update waits for the other's row lock, then sees its count). ``reads`` run in
+    the same statement.
 
-    Returns the session's stored customer messages, rate window start and count;
-    None, storing nothing, when the session is revoked or its window is full. The
-    unique client id fails it as the ORM's insert would, with an IntegrityError
-    naming CLIENT_ID_CONSTRAINT."""
+    Returns where the conversation stands (``Standing``); None, storing nothing,
+    when the session is revoked or gone or its window is full. The unique client id
+    fails it as the ORM's insert would, with an IntegrityError naming
+    CLIENT_ID_CONSTRAINT."""
     q = sql.quote
     table = q(ChatSession._meta.db_table)
     session_pk = q(ChatSession._meta.pk.column)
@@ -533,7 +574,7 @@ def _customer_message_insert(
         increments={"customer_messages": 1},
     )
     insert = sql.insert_select(message, source=_SESSION_COUNTED, expressions={})
-    returned = (column("customer_messages"), start, count)
+    session_columns, lead_columns, location_columns = _session_models()
     steps = [
         sql.Step(
             _SESSION_COUNTED,
@@ -542,7 +583,7 @@ def _customer_message_insert(
             f"{count} = CASE WHEN {new_window} THEN 1 ELSE {count} + 1 END "
             f"WHERE {session_pk} = %s AND {column('revoked_at')} IS NULL "
             f"AND ({new_window} OR {count} < %s) "
-            f"RETURNING {column('lead')}, {', '.join(returned)}",
+            f"RETURNING {session_columns.select(ChatSession._meta.db_table)}",
             [
                 *params,
                 gone,
@@ -554,24 +595,66 @@ def _customer_message_insert(
             ],
         ),
         sql.Step("message", f"{insert.sql} RETURNING {message_pk}", insert.params),
+        sql.Step(
+            _EARLIER,
+            f"SELECT count(*) AS messages, max({message_pk}) AS last_id "  # noqa: S608 - quoted identifiers of our model; the id is a parameter
+            f"FROM {q(ChatMessage._meta.db_table)} "
+            f"WHERE {sql.column(ChatMessage, 'session')} = %s",
+            [message.session_id],
+        ),
     ]
-    totals = ", ".join(f"{_SESSION_COUNTED}.{name}" for name in returned)
-    columns, sources = (
-        [f"message.{message_pk}", totals],
-        [f"{_SESSION_COUNTED} JOIN message ON TRUE"],
-    )
+    lead_table, location_table = (q(model._meta.db_table) for model in (Lead, Location))
+    columns = [
+        f"message.{message_pk}",
+        session_columns.select(_SESSION_COUNTED),
+        lead_columns.select("session_lead"),
+        location_columns.select("session_location"),
+        f"{_EARLIER}.messages, {_EARLIER}.last_id",
+    ]
+    sources = [
+        f"{_SESSION_COUNTED} JOIN message ON TRUE JOIN {_EARLIER} ON TRUE "
+        f"JOIN {lead_table} session_lead "
+        f"ON session_lead.{q(Lead._meta.pk.column)} = {_SESSION_COUNTED}.{column('lead')} "
+        f"JOIN {location_table} session_location "
+        f"ON session_location.{q(Location._meta.pk.column)} "
+        f"= session_lead.{sql.column(Lead, 'location')}"
+    ]
     if effects is not None:
         steps += effects.steps
         columns.append(effects.move.returning)
         sources.append(f"LEFT JOIN {lead_services.LeadMove.MOVED} ON TRUE")
+    read_params: list[Any] = []
+    if reads:
+        read_columns, read_joins, read_params = sql.reads_joined(reads)
+        columns.append(read_columns)
+        sources.append(read_joins)
     select = f"SELECT {', '.join(columns)} FROM {' '.join(sources)}"  # noqa: S608 - quoted identifiers, step names
-    row = sql.fetch_one(sql.with_steps(steps, select))
+    row = sql.fetch_one(sql.with_steps(steps, select, read_params))
     if row is None:
         return None
-    if effects is not None and effects.lead is not None:
-        effects.move.apply(effects.lead, row[4:])
     sql.mark_saved(message, row[0])
-    return row[1], row[2], row[3]
+    at_column = 1
+    session = session_columns.instance(row, at_column)
+    at_column += len(session_columns)
+    lead = lead_columns.instance(row, at_column)
+    at_column += len(lead_columns)
+    lead.location = location_columns.instance(row, at_column)
+    at_column += len(location_columns)
+    session.lead = lead
+    earlier_messages, last_message_id = row[at_column : at_column + 2]
+    at_column += 2
+    if effects is not None:
+        moved = row[at_column : at_column + len(effects.move.fields) + 1]
+        at_column += len(effects.move.fields) + 1
+        effects.move.apply(lead, moved)
+        if effects.lead is not None:
+            effects.move.apply(effects.lead, moved)
+    return Standing(
+        session=session,
+        earlier_messages=earlier_messages,
+        last_message_id=last_message_id,
+        reads=sql.reads_split(row, at_column, reads),
+    )
 
 
 def system_message_store(

@@ -236,6 +236,48 @@ def fetch_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
 
 
 @dataclass(frozen=True)
+class RowRead:
+    """A read-only query of at most one row of ``width`` columns, whose first column
+    is never NULL, to run inside another statement (``reads_joined``): it reads the
+    database as that statement found it, in the same round trip."""
+
+    sql: str
+    params: Sequence[Any]
+    width: int
+
+
+def reads_joined(reads: Sequence[RowRead]) -> tuple[str, str, list[Any]]:
+    """What a statement's final SELECT adds to run ``reads``: its select list's
+    columns, its FROM clause's joins (each read joined whether it found a row or
+    not) and their parameters, in the order they go."""
+    columns, joins, params = [], [], []
+    for index, read in enumerate(reads):
+        alias = quote(f"read_{index}")
+        columns.append(f"{alias}.*")
+        joins.append(f"LEFT JOIN ({read.sql}) {alias} ON TRUE")
+        params.extend(read.params)
+    return ", ".join(columns), " ".join(joins), params
+
+
+def reads_split(
+    row: Sequence[Any], start: int, reads: Sequence[RowRead]
+) -> list[tuple[Any, ...] | None]:
+    """The row each of ``reads`` found (None for none), from ``row[start:]``, which
+    holds their columns and nothing more."""
+    if len(row) - start != sum(read.width for read in reads):
+        raise ValueError(
+            f"{len(row) - start} columns for reads of "
+            f"{sum(read.width for read in reads)}"
+        )
+    found: list[tuple[Any, ...] | None] = []
+    for read in reads:
+        values = tuple(row[start : start + read.width])
+        found.append(None if values[0] is None else values)
+        start += read.width
+    return found
+
+
+@dataclass(frozen=True)
 class Ref:
     """A value the statement itself computes, ``sql`` over its earlier steps (a
     scalar subquery, say), where a step would otherwise take a parameter."""

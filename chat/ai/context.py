@@ -223,6 +223,14 @@ def booked_statement(*, session_id: int) -> sql.Statement:
     return sql.Statement(_booked_sql(), [session_id, AppointmentStatus.BOOKED.value])
 
 
+def booked_read(*, session_id: int) -> sql.RowRead:
+    """``booked_statement`` as a read inside another statement
+    (``chat.services.customer_message_post``)."""
+    return sql.RowRead(
+        _booked_sql(), [session_id, AppointmentStatus.BOOKED.value], width=3
+    )
+
+
 def context_from(
     *,
     session: ChatSession,

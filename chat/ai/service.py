@@ -43,6 +43,7 @@ from chat.ai.base import (
     UserText,
 )
 from chat.ai.context import (
+    booked_read,
     booked_statement,
     brand_facts,
     brand_facts_key,
@@ -151,12 +152,13 @@ def turn_cached(*, session: ChatSession, now: datetime) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TurnRead:
-    """The session with its lead and location, its newest messages (oldest first)
-    and the rows of its lead's booked appointment."""
+    """The session with its lead and location, its newest messages (oldest first),
+    how many messages it had, and the rows of its lead's booked appointment."""
 
     session: ChatSession
     history: list[ChatMessage]
     booked: list[tuple[Any, ...]]
+    messages: int
 
 
 def turn_read(*, session_id: int) -> TurnRead:
@@ -175,6 +177,7 @@ def turn_read(*, session_id: int) -> TurnRead:
         session=chat_services.session_from_rows(session_rows, session_id=session_id),
         history=chat_services.transcript_from_rows(history_rows),
         booked=booked,
+        messages=chat_services.transcript_count(history_rows),
     )
 
 
@@ -555,31 +558,106 @@ def slot_book_by_customer(
 
 
 @dataclass(frozen=True)
+class Kept:
+    """What a chat socket keeps of its conversation from one turn to the next, so
+    that a turn need not read it again: the session as the last statement left it
+    (for the checks before a message is stored), the newest messages, oldest first,
+    and how many messages the session had with them.
+
+    Only a cache: each turn's statement reads the session, its lead, location and
+    appointment afresh and counts the session's messages; a count or newest message
+    other than these (a staff reply, another tab's message) reads the transcript
+    again. Messages are never changed or removed while their session lasts, so the
+    count and the newest id tell whether any came that these lack."""
+
+    session: ChatSession
+    history: list[ChatMessage]
+    messages: int
+
+    def with_message(self, message: ChatMessage) -> Kept:
+        """With ``message``, stored since (the answer to a turn)."""
+        if any(kept.pk == message.pk for kept in self.history):
+            return self
+        history = sorted([*self.history, message], key=lambda m: m.pk)
+        return dataclasses.replace(
+            self,
+            history=history[-settings.AI_HISTORY_MESSAGES :],
+            messages=self.messages + 1,
+        )
+
+
+@dataclass(frozen=True)
 class CustomerTurn:
     posted: chat_services.Posted
     # What answering the message needs, when the assistant is to answer it.
     prepared: Prepared | None
+    # What the socket keeps for its next turn.
+    kept: Kept | None
 
 
 def customer_turn_start(
-    *, session_id: int, text: str, client_id: str, channel: str
+    *,
+    session_id: int,
+    text: str,
+    client_id: str,
+    channel: str,
+    kept: Kept | None = None,
 ) -> CustomerTurn:
-    """Store the customer's message and read what answering it needs: one read of the
-    session, its transcript and its appointment before the message is stored (the
-    message joins the transcript read), one statement to store it.
+    """Store the customer's message and read what answering it needs.
+
+    Without ``kept``: one read of the session, its transcript and its appointment,
+    then one statement that stores the message. With what the socket kept from its
+    last turn: the statement alone, which reads the session, its lead and location
+    and its appointment as it stores the message; the transcript is read again only
+    when the session's messages are not those kept (and the one stored).
     Precondition: inside the brand's schema."""
-    read = turn_read(session_id=session_id)
+    booked: list[tuple[Any, ...]] = []
+    if kept is None:
+        read = turn_read(session_id=session_id)
+        session, history, messages = read.session, read.history, read.messages
+        booked = read.booked
+        reads: tuple[sql.RowRead, ...] = ()
+    else:
+        session, history, messages = kept.session, kept.history, kept.messages
+        reads = (booked_read(session_id=session_id),)
     posted = chat_services.customer_message_post(
-        session=read.session, text=text, client_id=client_id, channel=channel
+        session=session, text=text, client_id=client_id, channel=channel, reads=reads
     )
-    prepared = None
-    if posted.created:
-        history = [*read.history, posted.message][-settings.AI_HISTORY_MESSAGES :]
-        prepared = _prepare(
-            session_id=session_id,
-            customer_message_id=posted.message.pk,
-            channel=channel,
-            confirmed_by_customer=False,
-            read=dataclasses.replace(read, history=history),
+    standing = posted.standing
+    if standing is None:
+        return CustomerTurn(posted=posted, prepared=None, kept=kept)
+    newest = history[-1].pk if history else None
+    if (standing.earlier_messages, standing.last_message_id) == (messages, newest):
+        history = [*history, posted.message][-settings.AI_HISTORY_MESSAGES :]
+        messages += 1
+    else:
+        # Messages came that these lack: the transcript as it is now, this
+        # message included.
+        (rows,) = sql.fetch_batch(
+            [
+                chat_services.transcript_statement(
+                    session_id=session_id, limit=settings.AI_HISTORY_MESSAGES
+                )
+            ]
         )
-    return CustomerTurn(posted=posted, prepared=prepared)
+        history = chat_services.transcript_from_rows(rows)
+        messages = chat_services.transcript_count(rows)
+    if reads:
+        booked = [row for row in standing.reads if row is not None]
+    prepared = _prepare(
+        session_id=session_id,
+        customer_message_id=posted.message.pk,
+        channel=channel,
+        confirmed_by_customer=False,
+        read=TurnRead(
+            session=standing.session,
+            history=history,
+            booked=booked,
+            messages=messages,
+        ),
+    )
+    return CustomerTurn(
+        posted=posted,
+        prepared=prepared,
+        kept=Kept(session=standing.session, history=history, messages=messages),
+    )

@@ -318,6 +318,28 @@ def test_a_batch_returns_each_statements_rows_in_order_and_values_as_data(tenant
     assert rows == [[(1,), (2,), (3,)], [], [(hostile, 7)]]
 
 
+def test_reads_inside_a_statement_give_the_row_each_found(tenant):
+    hostile = "x'; DELETE FROM chat_chatmessage; --%s"
+    reads = [
+        sql.RowRead("SELECT %s::int, %s::text", [7, hostile], width=2),
+        sql.RowRead("SELECT 1 WHERE %s", [False], width=1),
+        sql.RowRead("SELECT n, n * 2, NULL FROM generate_series(3, 3) n", [], width=3),
+    ]
+    columns, joins, params = sql.reads_joined(reads)
+
+    row = sql.fetch_one(
+        sql.Statement(
+            f"SELECT %s::int, {columns} FROM (SELECT 1) s {joins}",  # noqa: S608 - the reads above
+            [0, *params],
+        )
+    )
+
+    assert row is not None
+    assert sql.reads_split(row, 1, reads) == [(7, hostile), None, (3, 6, None)]
+    with pytest.raises(ValueError, match="columns"):
+        sql.reads_split(row, 0, reads)
+
+
 @pytest.fixture
 def facts_cached(settings):
     # Warm caches as in production; the test's entries go with it.
@@ -414,6 +436,7 @@ def test_the_first_message_engages_the_lead_and_stops_its_cadence_in_one_stateme
     assert steps == [
         ("totals", "UPDATE", '"chat_chatsession"'),
         ("message", "INSERT INTO", '"chat_chatmessage"'),
+        ("earlier", "SELECT", "count(*)"),
         ("lead_before", "SELECT", '"id",'),
         ("lead_moved", "UPDATE", '"leads_lead"'),
         ("lead_event", "INSERT INTO", '"leads_leadevent"'),
@@ -534,3 +557,162 @@ def test_a_turn_reads_its_cached_facts_in_one_read_of_the_cache(
     )
     assert "$219.00" in turn.prepared.system
     assert reads == ["get_many", "get_many"]
+
+
+def _kept_turn(session, text, kept, **kwargs):
+    return ai_service.customer_turn_start(
+        session_id=session.pk, text=text, client_id="", channel="web", kept=kept
+    )
+
+
+def _statements(queries) -> list[str]:
+    # Inside a caller's transaction (the test's) the store has a savepoint around it.
+    return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]]
+
+
+def _answered(turn, body):
+    """The socket's side of an answer: stored, and added to what it keeps."""
+    answer = chat_services.assistant_message_store(
+        session=turn.posted.message.session, body=body, channel="web"
+    )
+    return turn.kept.with_message(answer)
+
+
+def test_a_turn_from_what_the_socket_kept_is_one_statement_and_reads_as_a_fresh_turn(
+    session, facts_cached
+):
+    booked = _booking(session.lead, datetime(2026, 12, 8, 17, tzinfo=UTC))
+    first = _kept_turn(session, "Hi", None)
+    kept = _answered(first, "Hello! How can I help?")
+
+    with CaptureQueriesContext(connection) as queries:
+        turn = _kept_turn(session, "How much?", kept)
+
+    statements = _statements(queries)
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("WITH totals AS (UPDATE")
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Hi"),
+        AssistantText("Hello! How can I help?"),
+        UserText("How much?"),
+    )
+    assert f"has an appointment: {booked.service.name} on" in turn.prepared.system
+    reread = ai_service._prepare(
+        session_id=session.pk,
+        customer_message_id=turn.posted.message.pk,
+        channel="web",
+        confirmed_by_customer=False,
+    )
+    assert reread is not None
+    assert (reread.system, reread.transcript, reread.binding) == (
+        turn.prepared.system,
+        turn.prepared.transcript,
+        turn.prepared.binding,
+    )
+    assert turn.kept.messages == ChatMessage.objects.filter(session=session).count()
+    assert _values(turn.prepared.session) == _values(
+        ChatSession.objects.get(pk=session.pk)
+    )
+
+
+def test_what_changed_since_the_kept_turn_reaches_the_next_one(session, facts_cached):
+    first = _kept_turn(session, "Hi", None)
+    kept = _answered(first, "Hello! How can I help?")
+    # Meanwhile: another tab writes, the shop books the customer in, the CRM updates
+    # the vehicle and the store's name changes.
+    chat_services.customer_message_post(
+        session=ChatSession.objects.get(pk=session.pk), text="From my laptop"
+    )
+    booked = _booking(session.lead, datetime(2026, 12, 9, 17, tzinfo=UTC))
+    Lead.objects.filter(pk=session.lead_id).update(
+        vehicle_year=2024, vehicle_make="Rivian", vehicle_model="R1S"
+    )
+    Location.objects.filter(pk=session.lead.location_id).update(name="Store 94 East")
+
+    with CaptureQueriesContext(connection) as queries:
+        turn = _kept_turn(session, "And now?", kept)
+
+    # The statement, then the transcript read again for the message it lacked.
+    assert len(_statements(queries)) == 2
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Hi"),
+        AssistantText("Hello! How can I help?"),
+        UserText("From my laptop"),
+        UserText("And now?"),
+    )
+    system = turn.prepared.system
+    assert "2024 Rivian R1S" in system
+    assert "Store 94 East" in system
+    assert f"has an appointment: {booked.service.name} on" in system
+    assert turn.kept.messages == 4
+    # The next turn from what this one kept needs no second read.
+    kept = _answered(turn, "You're booked.")
+    with CaptureQueriesContext(connection) as queries:
+        _kept_turn(session, "Thanks", kept)
+    assert len(_statements(queries)) == 1
+
+
+def test_a_message_stored_late_under_a_lower_id_is_noticed_by_the_count(
+    session, facts_cached
+):
+    first = _kept_turn(session, "Hi", None)
+    # A gap in the ids, as when a message's transaction commits after a later one's.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+            [ChatMessage._meta.db_table, first.posted.message.pk + 50],
+        )
+    kept = _answered(first, "Hello!")
+    late = ChatMessage.objects.create(
+        pk=first.posted.message.pk + 10,
+        session=session,
+        role="staff",
+        body="Hi Maria, this is Sam from the shop.",
+    )
+
+    turn = _kept_turn(session, "Hi Sam", kept)
+
+    assert turn.prepared is not None
+    assert [m.pk for m in turn.kept.history] == sorted(
+        ChatMessage.objects.filter(session=session).values_list("pk", flat=True)
+    )
+    assert late.pk in [m.pk for m in turn.kept.history]
+
+
+def test_a_kept_session_turned_over_or_closed_since_is_judged_as_it_stands(
+    session, facts_cached
+):
+    first = _kept_turn(session, "Hi", None)
+    kept = _answered(first, "Hello!")
+    ChatSession.objects.filter(pk=session.pk).update(mode="human")
+
+    turn = _kept_turn(session, "Can a person call me?", kept)
+
+    # Stored, and left to staff: the assistant does not answer.
+    assert turn.posted.created
+    assert turn.prepared is None
+    ChatSession.objects.filter(pk=session.pk).update(revoked_at=timezone.now())
+    stored = ChatMessage.objects.filter(session=session).count()
+    with pytest.raises(chat_services.ConversationClosedError):
+        _kept_turn(session, "Hello?", turn.kept)
+    assert ChatMessage.objects.filter(session=session).count() == stored
+    ChatSession.objects.filter(pk=session.pk).delete()
+    with pytest.raises(chat_services.ConversationClosedError):
+        _kept_turn(session, "Anyone?", turn.kept)
+
+
+def test_what_a_socket_keeps_takes_each_message_once_in_order(session, settings):
+    settings.AI_HISTORY_MESSAGES = 3
+    messages = [
+        chat_services.customer_message_post(session=session, text=f"Q{n}").message
+        for n in range(4)
+    ]
+    kept = ai_service.Kept(session=session, history=messages[:1], messages=1)
+
+    kept = kept.with_message(messages[2]).with_message(messages[1])
+    assert [m.body for m in kept.history] == ["Q0", "Q1", "Q2"]
+    assert kept.with_message(messages[1]) is kept
+    kept = kept.with_message(messages[3])
+    assert ([m.body for m in kept.history], kept.messages) == (["Q1", "Q2", "Q3"], 4)
