@@ -65,14 +65,16 @@ def _open(token: str, after: int | None, client_ip: str) -> dict[str, Any] | Non
     session = chat_link_resolve_limited(token=token, client_ip=client_ip)
     if session is None:
         return None
+    messages = chat_services.messages_after(session=session, after_id=after)
     return {
         "session_id": session.pk,
         "public_id": session.public_id,
         "mode": session.mode,
-        "messages": [
-            chat_services.message_payload(m)
-            for m in chat_services.messages_after(session=session, after_id=after)
-        ],
+        "messages": [chat_services.message_payload(m) for m in messages],
+        # A page that reconnects gets only what it missed: its first turn reads.
+        "kept": None
+        if after
+        else ai_service.kept_from_page(session=session, messages=messages),
     }
 
 
@@ -133,9 +135,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.group = realtime.group_name(
             schema_name=self.schema_name, session_public_id=opened["public_id"]
         )
-        # What the last turn read of the conversation, for the next (see
-        # ai_service.Kept); the first turn reads it.
-        self.kept: ai_service.Kept | None = None
+        # What the socket knows of the conversation, for its next turn (see
+        # ai_service.Kept).
+        self.kept: ai_service.Kept | None = opened["kept"]
         self.answering = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         # Messages this socket sent: a message it stored reaches it twice, as its own

@@ -217,8 +217,12 @@ def message_payload(message: ChatMessage) -> dict[str, Any]:
     return payload
 
 
+# The most messages a page is sent at once.
+MESSAGES_PAGE = 200
+
+
 def messages_after(
-    *, session: ChatSession, after_id: int | None = None, limit: int = 200
+    *, session: ChatSession, after_id: int | None = None, limit: int = MESSAGES_PAGE
 ) -> list[ChatMessage]:
     """The session's messages after ``after_id`` (all when None), oldest first."""
     messages = ChatMessage.objects.filter(session=session).select_related("author")

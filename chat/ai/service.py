@@ -586,6 +586,18 @@ class Kept:
         )
 
 
+def kept_from_page(*, session: ChatSession, messages: list[ChatMessage]) -> Kept | None:
+    """What a socket keeps from the messages its page opened with (all the session's,
+    oldest first, as ``messages_after`` reads them): None when they may not be all."""
+    if len(messages) >= chat_services.MESSAGES_PAGE:
+        return None
+    return Kept(
+        session=session,
+        history=messages[-settings.AI_HISTORY_MESSAGES :],
+        messages=len(messages),
+    )
+
+
 @dataclass(frozen=True)
 class CustomerTurn:
     posted: chat_services.Posted

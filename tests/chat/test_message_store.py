@@ -716,3 +716,26 @@ def test_what_a_socket_keeps_takes_each_message_once_in_order(session, settings)
     assert kept.with_message(messages[1]) is kept
     kept = kept.with_message(messages[3])
     assert ([m.body for m in kept.history], kept.messages) == (["Q1", "Q2", "Q3"], 4)
+
+
+def test_a_socket_keeps_what_its_page_opened_with_when_it_is_all(session, facts_cached):
+    first = _kept_turn(session, "Hi", None)
+    chat_services.assistant_message_store(session=session, body="Hello!", channel="web")
+    opened = chat_services.messages_after(session=session)
+    kept = ai_service.kept_from_page(session=session, messages=opened)
+    assert kept is not None
+
+    with CaptureQueriesContext(connection) as queries:
+        turn = _kept_turn(session, "How much?", kept)
+
+    assert len(_statements(queries)) == 1
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Hi"),
+        AssistantText("Hello!"),
+        UserText("How much?"),
+    )
+    assert turn.posted.message.pk > first.posted.message.pk
+    # A page that may not hold every message keeps nothing: the turn reads.
+    full_page = [opened[0]] * chat_services.MESSAGES_PAGE
+    assert ai_service.kept_from_page(session=session, messages=full_page) is None
