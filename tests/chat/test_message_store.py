@@ -349,6 +349,49 @@ def facts_cached(settings):
     cache.clear()
 
 
+def _kept_turn(session, text, kept):
+    return ai_service.customer_turn_start(
+        session_id=session.pk, text=text, client_id="", channel="web", kept=kept
+    )
+
+
+def _statements(queries) -> list[str]:
+    # Inside a caller's transaction (the test's) the store has a savepoint around it.
+    return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]]
+
+
+def _answered(turn, body):
+    """The socket's side of an answer: stored, and added to what it keeps."""
+    answer = chat_services.assistant_message_store(
+        session=turn.posted.message.session, body=body, channel="web"
+    )
+    return turn.kept.with_message(answer)
+
+
+def _assert_answers_as_read_afresh(session, turn, booked):
+    """The turn (its question "How much?" after "Hi" and its answer) answers from
+    what a read after the message was stored finds."""
+    assert turn.prepared is not None
+    assert turn.prepared.transcript == (
+        UserText("Hi"),
+        AssistantText("Hello! How can I help?"),
+        UserText("How much?"),
+    )
+    assert f"has an appointment: {booked.service.name} on" in turn.prepared.system
+    reread = ai_service._prepare(
+        session_id=session.pk,
+        customer_message_id=turn.posted.message.pk,
+        channel="web",
+        confirmed_by_customer=False,
+    )
+    assert reread is not None
+    assert (reread.system, reread.transcript, reread.binding) == (
+        turn.prepared.system,
+        turn.prepared.transcript,
+        turn.prepared.binding,
+    )
+
+
 def test_a_later_turn_reads_once_and_stores_once_and_answers_from_the_same_facts(
     session, facts_cached
 ):
@@ -367,32 +410,11 @@ def test_a_later_turn_reads_once_and_stores_once_and_answers_from_the_same_facts
 
     # The read and the store; the savepoint around the store is only there inside
     # a caller's transaction, as in this test.
-    statements = [
-        q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]
-    ]
+    statements = _statements(queries)
     assert len(statements) == 2, statements
     assert statements[1].startswith("WITH totals AS (UPDATE")
     assert first.prepared is not None
-    assert turn.prepared is not None
-    assert turn.prepared.transcript == (
-        UserText("Hi"),
-        AssistantText("Hello! How can I help?"),
-        UserText("How much?"),
-    )
-    assert f"has an appointment: {booked.service.name} on" in turn.prepared.system
-    # What the turn read before storing the message is what a read afterwards finds.
-    reread = ai_service._prepare(
-        session_id=session.pk,
-        customer_message_id=turn.posted.message.pk,
-        channel="web",
-        confirmed_by_customer=False,
-    )
-    assert reread is not None
-    assert (reread.system, reread.transcript) == (
-        turn.prepared.system,
-        turn.prepared.transcript,
-    )
-    assert reread.binding == turn.prepared.binding
+    _assert_answers_as_read_afresh(session, turn, booked)
 
 
 def test_a_turn_sees_only_the_newest_messages_with_its_own_last(session, settings):
@@ -559,25 +581,6 @@ def test_a_turn_reads_its_cached_facts_in_one_read_of_the_cache(
     assert reads == ["get_many", "get_many"]
 
 
-def _kept_turn(session, text, kept, **kwargs):
-    return ai_service.customer_turn_start(
-        session_id=session.pk, text=text, client_id="", channel="web", kept=kept
-    )
-
-
-def _statements(queries) -> list[str]:
-    # Inside a caller's transaction (the test's) the store has a savepoint around it.
-    return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]]
-
-
-def _answered(turn, body):
-    """The socket's side of an answer: stored, and added to what it keeps."""
-    answer = chat_services.assistant_message_store(
-        session=turn.posted.message.session, body=body, channel="web"
-    )
-    return turn.kept.with_message(answer)
-
-
 def test_a_turn_from_what_the_socket_kept_is_one_statement_and_reads_as_a_fresh_turn(
     session, facts_cached
 ):
@@ -591,25 +594,7 @@ def test_a_turn_from_what_the_socket_kept_is_one_statement_and_reads_as_a_fresh_
     statements = _statements(queries)
     assert len(statements) == 1, statements
     assert statements[0].startswith("WITH totals AS (UPDATE")
-    assert turn.prepared is not None
-    assert turn.prepared.transcript == (
-        UserText("Hi"),
-        AssistantText("Hello! How can I help?"),
-        UserText("How much?"),
-    )
-    assert f"has an appointment: {booked.service.name} on" in turn.prepared.system
-    reread = ai_service._prepare(
-        session_id=session.pk,
-        customer_message_id=turn.posted.message.pk,
-        channel="web",
-        confirmed_by_customer=False,
-    )
-    assert reread is not None
-    assert (reread.system, reread.transcript, reread.binding) == (
-        turn.prepared.system,
-        turn.prepared.transcript,
-        turn.prepared.binding,
-    )
+    _assert_answers_as_read_afresh(session, turn, booked)
     assert turn.kept.messages == ChatMessage.objects.filter(session=session).count()
     assert _values(turn.prepared.session) == _values(
         ChatSession.objects.get(pk=session.pk)
