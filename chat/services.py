@@ -123,12 +123,7 @@ def session_from_rows(rows: list[tuple[Any, ...]], *, session_id: int) -> ChatSe
     if not rows:
         raise ChatSession.DoesNotExist(f"No chat session {session_id}")
     (row,) = rows
-    session_columns, lead_columns, location_columns = _session_models()
-    session = session_columns.instance(row)
-    lead = lead_columns.instance(row, len(session_columns))
-    location = location_columns.instance(row, len(session_columns) + len(lead_columns))
-    lead.location = location
-    session.lead = lead
+    session, _ = _session_from_row(row)
     return session
 
 
@@ -136,19 +131,43 @@ def _session_models() -> tuple[sql.ModelColumns, ...]:
     return tuple(sql.model_columns(m) for m in (ChatSession, Lead, Location))
 
 
-@functools.cache
-def _session_with_lead_sql() -> str:
+def _with_lead_and_location(session: str) -> tuple[str, str]:
+    """The select list of a session's row with its lead and location, and the joins
+    that bring those to the query or step named ``session`` that reads the row.
+    ``_session_from_row`` reads a row of that list."""
     session_columns, lead_columns, location_columns = _session_models()
     q = sql.quote
-    lead_fk = sql.column(ChatSession, "lead")
-    location_fk = sql.column(Lead, "location")
     return (
-        f"SELECT {session_columns.select('s')}, {lead_columns.select('l')}, "  # noqa: S608 - quoted identifiers of our models, the id is a parameter
-        f"{location_columns.select('o')} "
-        f"FROM {q(ChatSession._meta.db_table)} s "
-        f"JOIN {q(Lead._meta.db_table)} l ON l.{q(Lead._meta.pk.column)} = s.{lead_fk} "
-        f"JOIN {q(Location._meta.db_table)} o "
-        f"ON o.{q(Location._meta.pk.column)} = l.{location_fk} "
+        f"{session_columns.select(session)}, {lead_columns.select('session_lead')}, "
+        f"{location_columns.select('session_location')}",
+        f"JOIN {q(Lead._meta.db_table)} session_lead "
+        f"ON session_lead.{q(Lead._meta.pk.column)} "
+        f"= {q(session)}.{sql.column(ChatSession, 'lead')} "
+        f"JOIN {q(Location._meta.db_table)} session_location "
+        f"ON session_location.{q(Location._meta.pk.column)} "
+        f"= session_lead.{sql.column(Lead, 'location')}",
+    )
+
+
+def _session_from_row(row: Sequence[Any], start: int = 0) -> tuple[ChatSession, int]:
+    """The session, its lead and location from ``row[start:]`` (read through
+    ``_with_lead_and_location``), and where the row's next column is."""
+    session_columns, lead_columns, location_columns = _session_models()
+    session = session_columns.instance(row, start)
+    start += len(session_columns)
+    lead = lead_columns.instance(row, start)
+    start += len(lead_columns)
+    lead.location = location_columns.instance(row, start)
+    session.lead = lead
+    return session, start + len(location_columns)
+
+
+@functools.cache
+def _session_with_lead_sql() -> str:
+    columns, joins = _with_lead_and_location("s")
+    q = sql.quote
+    return (
+        f"SELECT {columns} FROM {q(ChatSession._meta.db_table)} s {joins} "  # noqa: S608 - quoted identifiers of our models, the id is a parameter
         f"WHERE s.{q(ChatSession._meta.pk.column)} = %s"
     )
 
@@ -578,7 +597,6 @@ def _customer_message_insert(
         increments={"customer_messages": 1},
     )
     insert = sql.insert_select(message, source=_SESSION_COUNTED, expressions={})
-    session_columns, lead_columns, location_columns = _session_models()
     steps = [
         sql.Step(
             _SESSION_COUNTED,
@@ -587,7 +605,7 @@ def _customer_message_insert(
             f"{count} = CASE WHEN {new_window} THEN 1 ELSE {count} + 1 END "
             f"WHERE {session_pk} = %s AND {column('revoked_at')} IS NULL "
             f"AND ({new_window} OR {count} < %s) "
-            f"RETURNING {session_columns.select(ChatSession._meta.db_table)}",
+            f"RETURNING {sql.model_columns(ChatSession).select(ChatSession._meta.db_table)}",
             [
                 *params,
                 gone,
@@ -607,21 +625,15 @@ def _customer_message_insert(
             [message.session_id],
         ),
     ]
-    lead_table, location_table = (q(model._meta.db_table) for model in (Lead, Location))
+    session_columns, session_joins = _with_lead_and_location(_SESSION_COUNTED)
     columns = [
         f"message.{message_pk}",
-        session_columns.select(_SESSION_COUNTED),
-        lead_columns.select("session_lead"),
-        location_columns.select("session_location"),
+        session_columns,
         f"{_EARLIER}.messages, {_EARLIER}.last_id",
     ]
     sources = [
         f"{_SESSION_COUNTED} JOIN message ON TRUE JOIN {_EARLIER} ON TRUE "
-        f"JOIN {lead_table} session_lead "
-        f"ON session_lead.{q(Lead._meta.pk.column)} = {_SESSION_COUNTED}.{column('lead')} "
-        f"JOIN {location_table} session_location "
-        f"ON session_location.{q(Location._meta.pk.column)} "
-        f"= session_lead.{sql.column(Lead, 'location')}"
+        f"{session_joins}"
     ]
     if effects is not None:
         steps += effects.steps
@@ -637,20 +649,13 @@ def _customer_message_insert(
     if row is None:
         return None
     sql.mark_saved(message, row[0])
-    at_column = 1
-    session = session_columns.instance(row, at_column)
-    at_column += len(session_columns)
-    lead = lead_columns.instance(row, at_column)
-    at_column += len(lead_columns)
-    lead.location = location_columns.instance(row, at_column)
-    at_column += len(location_columns)
-    session.lead = lead
+    session, at_column = _session_from_row(row, 1)
     earlier_messages, last_message_id = row[at_column : at_column + 2]
     at_column += 2
     if effects is not None:
-        moved = row[at_column : at_column + len(effects.move.fields) + 1]
-        at_column += len(effects.move.fields) + 1
-        effects.move.apply(lead, moved)
+        moved = row[at_column : at_column + effects.move.width]
+        at_column += effects.move.width
+        effects.move.apply(session.lead, moved)
         if effects.lead is not None:
             effects.move.apply(effects.lead, moved)
     return Standing(

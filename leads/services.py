@@ -206,6 +206,11 @@ class LeadMove:
         return self._columns.select(self.MOVED)
 
     @property
+    def width(self) -> int:
+        """How many columns ``returning`` selects."""
+        return len(self._columns)
+
+    @property
     def _columns(self) -> sql.ModelColumns:
         return sql.model_columns(Lead, ("id", *self.fields))
 

@@ -623,11 +623,9 @@ def customer_turn_start(
     and its appointment as it stores the message; the transcript is read again only
     when the session's messages are not those kept (and the one stored).
     Precondition: inside the brand's schema."""
-    booked: list[tuple[Any, ...]] = []
     if kept is None:
         read = turn_read(session_id=session_id)
         session, history, messages = read.session, read.history, read.messages
-        booked = read.booked
         reads: tuple[sql.RowRead, ...] = ()
     else:
         session, history, messages = kept.session, kept.history, kept.messages
@@ -654,8 +652,12 @@ def customer_turn_start(
         )
         history = chat_services.transcript_from_rows(rows)
         messages = chat_services.transcript_count(rows)
-    if reads:
-        booked = [row for row in standing.reads if row is not None]
+    # The booked appointment: read before, or by the statement.
+    booked = (
+        read.booked
+        if kept is None
+        else [row for row in standing.reads if row is not None]
+    )
     prepared = _prepare(
         session_id=session_id,
         customer_message_id=posted.message.pk,
