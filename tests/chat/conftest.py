@@ -5,10 +5,12 @@ import time_machine
 from asgiref.sync import async_to_sync
 from django.db import connection
 
+import chat.ai.http
 from chat import services as chat_services
 from chat.ai import service as ai_service
 from chat.models import ChatSession
 from tests.appointments.conftest import NOW, customer, store, tint  # noqa: F401
+from tests.chat.ai_transport import ScriptedTransport
 from tests.factories import ServiceCatalogItemFactory
 
 
@@ -38,6 +40,34 @@ def catalog(tint):
             duration_minutes=240,
         ),
     ]
+
+
+@pytest.fixture
+def providers(settings):
+    """Anthropic first, then OpenAI, then the scripted assistant: the SDKs answer
+    through ``chat.ai.http.transport`` (see ``script``)."""
+    settings.AI_PROVIDER = "anthropic"
+    settings.ANTHROPIC_API_KEY = "test-anthropic"
+    settings.ANTHROPIC_MODEL = "claude-test-1"
+    settings.ANTHROPIC_INPUT_USD_PER_MTOK = "3.00"
+    settings.ANTHROPIC_OUTPUT_USD_PER_MTOK = "15.00"
+    settings.OPENAI_API_KEY = "test-openai"
+    settings.OPENAI_MODEL = "gpt-test-1"
+    settings.OPENAI_INPUT_USD_PER_MTOK = "0.40"
+    settings.OPENAI_OUTPUT_USD_PER_MTOK = "1.60"
+    settings.AI_TIMEOUT_SECONDS = 2.0
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """Installs a ScriptedTransport answering the SDKs' requests in order."""
+
+    def install(answers: list) -> ScriptedTransport:
+        transport = ScriptedTransport(answers)
+        monkeypatch.setattr(chat.ai.http, "transport", transport)
+        return transport
+
+    return install
 
 
 @pytest.fixture

@@ -7,15 +7,12 @@ import json
 from decimal import Decimal
 
 import httpx2
-import pytest
 
-import chat.ai.http
 from appointments.models import Appointment, AppointmentStatus
 from chat import services as chat_services
 from chat.models import ChatMessage, MessageRole, SessionMode
 from tenants.models import Tenant
 from tests.chat.ai_transport import (
-    ScriptedTransport,
     anthropic_error,
     anthropic_text_stream,
     anthropic_tool_stream,
@@ -24,30 +21,6 @@ from tests.chat.ai_transport import (
 )
 from tests.chat.conftest import say
 from tests.factories import LeadFactory
-
-
-@pytest.fixture
-def providers(settings):
-    settings.AI_PROVIDER = "anthropic"
-    settings.ANTHROPIC_API_KEY = "test-anthropic"
-    settings.ANTHROPIC_MODEL = "claude-test-1"
-    settings.ANTHROPIC_INPUT_USD_PER_MTOK = "3.00"
-    settings.ANTHROPIC_OUTPUT_USD_PER_MTOK = "15.00"
-    settings.OPENAI_API_KEY = "test-openai"
-    settings.OPENAI_MODEL = "gpt-test-1"
-    settings.OPENAI_INPUT_USD_PER_MTOK = "0.40"
-    settings.OPENAI_OUTPUT_USD_PER_MTOK = "1.60"
-    settings.AI_TIMEOUT_SECONDS = 2.0
-
-
-@pytest.fixture
-def script(monkeypatch):
-    def install(answers: list) -> ScriptedTransport:
-        transport = ScriptedTransport(answers)
-        monkeypatch.setattr(chat.ai.http, "transport", transport)
-        return transport
-
-    return install
 
 
 def test_a_plain_reply_records_provider_model_tokens_and_cost(

@@ -19,6 +19,7 @@ from chat.models import ChatMessage, ChatSession, MessageRole
 from leadorch.asgi import application
 from locations.models import LocationHours
 from tests.appointments.conftest import NOW
+from tests.chat.ai_transport import anthropic_text_stream
 from tests.conftest import ensure_test_tenants, host_of
 from tests.factories import LeadFactory, LocationFactory, ServiceCatalogItemFactory
 
@@ -326,6 +327,78 @@ def test_two_brands_sockets_at_once_never_see_each_others_data(
     assert "Bravo staff here" not in a_text
     assert "$449.00" not in b_text
     assert "Alpha staff here" not in b_text
+
+
+def test_the_model_reads_what_staff_wrote_between_a_sockets_turns(
+    tenant_tx, alpha_chat, providers, script
+):
+    """A socket keeps its transcript from turn to turn; what others wrote meanwhile
+    (a staff reply, the customer's message while staff had the conversation) is in
+    the next request to the model all the same, in order."""
+    token, session = alpha_chat
+    transport = script(
+        [
+            anthropic_text_stream("Ceramic tint is $449.00.", 900, 12),
+            anthropic_text_stream("Saturday at 10 works.", 950, 9),
+        ]
+    )
+    with tenant_context(tenant_tx):
+        boss = get_user_model().objects.create_superuser("alpha-boss")
+
+    async def staff(action, **kwargs):
+        from chat.db import in_schema
+
+        await in_schema(
+            tenant_tx.schema_name,
+            lambda: action(
+                session=ChatSession.objects.get(pk=session.pk), user=boss, **kwargs
+            ),
+        )
+
+    async def say(socket, text, client_id):
+        await socket.send_json_to(
+            {"type": "message", "text": text, "client_id": client_id}
+        )
+
+    async def scenario():
+        socket = communicator(ALPHA, token)
+        await socket.connect()
+        await socket.receive_json_from()
+        await say(socket, "How much is ceramic tint?", "c1")
+        await receive_until(socket, "message")
+        await staff(chat_services.staff_reply, text="We also open on Saturdays.")
+        await say(socket, "Is Saturday at 10 free?", "c2")
+        # With staff, the message is stored and the assistant stays silent.
+        while_human = await drain(socket)
+        await staff(chat_services.handback)
+        await drain(socket)
+        await say(socket, "Then book Saturday please.", "c3")
+        answered = await receive_until(socket, "message")
+        await socket.disconnect()
+        return while_human, answered
+
+    while_human, answered = run(scenario)
+    assert "delta" not in [e["type"] for e in while_human]
+    assert answered[-1]["message"]["text"] == "Saturday at 10 works."
+    assert len(transport.requests) == 2
+    transport.assert_done()
+    # The API takes turns that alternate: consecutive messages of one side are
+    # blocks of one turn.
+    sent = [
+        (m["role"], [block["text"] for block in m["content"]])
+        for m in transport.last.json["messages"]
+    ]
+    assert sent == [
+        ("user", ["How much is ceramic tint?"]),
+        (
+            "assistant",
+            [
+                "Ceramic tint is $449.00.",
+                "(A staff member of the shop wrote:) We also open on Saturdays.",
+            ],
+        ),
+        ("user", ["Is Saturday at 10 free?", "Then book Saturday please."]),
+    ]
 
 
 def test_an_oversized_frame_closes_the_socket(tenant_tx, alpha_chat, settings):
