@@ -158,7 +158,10 @@ def _session_from_row(row: Sequence[Any], start: int = 0) -> tuple[ChatSession, 
     lead = lead_columns.instance(row, start)
     start += len(lead_columns)
     lead.location = location_columns.instance(row, start)
-    session.lead = lead
+    # Only the session knows of the other: ``session.lead = lead`` would also cache
+    # the session on the lead (a one-to-one caches both ways), a reference cycle
+    # that only the garbage collector's passes free, not its owner letting go.
+    ChatSession.lead.field.set_cached_value(session, lead)
     return session, start + len(location_columns)
 
 

@@ -14,6 +14,7 @@ made stay in the transcript the next one sees, so nothing is done twice.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import time
@@ -578,12 +579,28 @@ class Kept:
         """With ``message``, stored since (the answer to a turn)."""
         if any(kept.pk == message.pk for kept in self.history):
             return self
-        history = sorted([*self.history, message], key=lambda m: m.pk)
+        history = sorted([*self.history, _kept_message(message)], key=lambda m: m.pk)
         return dataclasses.replace(
             self,
             history=history[-settings.AI_HISTORY_MESSAGES :],
             messages=self.messages + 1,
         )
+
+
+def _kept_message(message: ChatMessage) -> ChatMessage:
+    """``message`` as a socket keeps it: without the session it was stored with.
+
+    The next turn reads the session afresh; a kept message holding its own would
+    keep that session, its lead and its location alive as long as the socket, a
+    stale copy for each message kept."""
+    field = ChatMessage.session.field
+    if not field.is_cached(message):
+        return message
+    # A copy (its cache copied too, as Model.__getstate__ does): the caller's
+    # message keeps its session.
+    light = copy.copy(message)
+    field.delete_cached_value(light)
+    return light
 
 
 def kept_from_page(*, session: ChatSession, messages: list[ChatMessage]) -> Kept | None:
@@ -638,7 +655,9 @@ def customer_turn_start(
         return CustomerTurn(posted=posted, prepared=None, kept=kept)
     newest = history[-1].pk if history else None
     if (standing.earlier_messages, standing.last_message_id) == (messages, newest):
-        history = [*history, posted.message][-settings.AI_HISTORY_MESSAGES :]
+        history = [*history, _kept_message(posted.message)][
+            -settings.AI_HISTORY_MESSAGES :
+        ]
         messages += 1
     else:
         # Messages came that these lack: the transcript as it is now, this

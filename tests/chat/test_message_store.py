@@ -703,6 +703,26 @@ def test_what_a_socket_keeps_takes_each_message_once_in_order(session, settings)
     assert ([m.body for m in kept.history], kept.messages) == (["Q1", "Q2", "Q3"], 4)
 
 
+def test_what_a_socket_keeps_holds_no_stale_session_and_no_cycle(session, facts_cached):
+    """Each turn reads the session afresh: a kept message does not keep the session it
+    was stored with, and that session's lead and location, alive with the socket."""
+    first = _kept_turn(session, "Hi", None)
+    kept = _answered(first, "Hello!")
+    turn = _kept_turn(session, "How much?", kept)
+
+    cached = ChatMessage.session.field.is_cached
+    assert [m.body for m in turn.kept.history] == ["Hi", "Hello!", "How much?"]
+    assert [cached(m) for m in turn.kept.history] == [False, False, False]
+    # The message the turn stored, as its caller gets it, keeps its session.
+    assert cached(turn.posted.message)
+    assert turn.posted.message.session.lead.first_name == session.lead.first_name
+    # The session read knows its lead, and the lead is not told of the session: no
+    # cycle between them to wait for the garbage collector.
+    kept_session = turn.kept.session
+    assert ChatSession.lead.field.is_cached(kept_session)
+    assert not Lead.chat_session.related.is_cached(kept_session.lead)
+
+
 def test_a_socket_keeps_what_its_page_opened_with_when_it_is_all(session, facts_cached):
     first = _kept_turn(session, "Hi", None)
     chat_services.assistant_message_store(session=session, body="Hello!", channel="web")
