@@ -355,6 +355,13 @@ def _kept_turn(session, text, kept):
     )
 
 
+def _kept_turn_counted(session, text, kept):
+    """The turn, and the statements it sent."""
+    with CaptureQueriesContext(connection) as queries:
+        turn = _kept_turn(session, text, kept)
+    return turn, _statements(queries)
+
+
 def _statements(queries) -> list[str]:
     # Inside a caller's transaction (the test's) the store has a savepoint around it.
     return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"].split(" ", 2)[:2]]
@@ -588,10 +595,8 @@ def test_a_turn_from_what_the_socket_kept_is_one_statement_and_reads_as_a_fresh_
     first = _kept_turn(session, "Hi", None)
     kept = _answered(first, "Hello! How can I help?")
 
-    with CaptureQueriesContext(connection) as queries:
-        turn = _kept_turn(session, "How much?", kept)
+    turn, statements = _kept_turn_counted(session, "How much?", kept)
 
-    statements = _statements(queries)
     assert len(statements) == 1, statements
     assert statements[0].startswith("WITH totals AS (UPDATE")
     _assert_answers_as_read_afresh(session, turn, booked)
@@ -615,11 +620,10 @@ def test_what_changed_since_the_kept_turn_reaches_the_next_one(session, facts_ca
     )
     Location.objects.filter(pk=session.lead.location_id).update(name="Store 94 East")
 
-    with CaptureQueriesContext(connection) as queries:
-        turn = _kept_turn(session, "And now?", kept)
+    turn, statements = _kept_turn_counted(session, "And now?", kept)
 
     # The statement, then the transcript read again for the message it lacked.
-    assert len(_statements(queries)) == 2
+    assert len(statements) == 2
     assert turn.prepared is not None
     assert turn.prepared.transcript == (
         UserText("Hi"),
@@ -634,9 +638,8 @@ def test_what_changed_since_the_kept_turn_reaches_the_next_one(session, facts_ca
     assert turn.kept.messages == 4
     # The next turn from what this one kept needs no second read.
     kept = _answered(turn, "You're booked.")
-    with CaptureQueriesContext(connection) as queries:
-        _kept_turn(session, "Thanks", kept)
-    assert len(_statements(queries)) == 1
+    _, statements = _kept_turn_counted(session, "Thanks", kept)
+    assert len(statements) == 1
 
 
 def test_a_message_stored_late_under_a_lower_id_is_noticed_by_the_count(
@@ -730,10 +733,9 @@ def test_a_socket_keeps_what_its_page_opened_with_when_it_is_all(session, facts_
     kept = ai_service.kept_from_page(session=session, messages=opened)
     assert kept is not None
 
-    with CaptureQueriesContext(connection) as queries:
-        turn = _kept_turn(session, "How much?", kept)
+    turn, statements = _kept_turn_counted(session, "How much?", kept)
 
-    assert len(_statements(queries)) == 1
+    assert len(statements) == 1
     assert turn.prepared is not None
     assert turn.prepared.transcript == (
         UserText("Hi"),
