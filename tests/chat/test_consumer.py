@@ -15,6 +15,7 @@ from django_tenants.utils import tenant_context
 
 from chat import pacing
 from chat import services as chat_services
+from chat.db import in_schema
 from chat.models import ChatMessage, ChatSession, MessageRole
 from leadorch.asgi import application
 from locations.models import LocationHours
@@ -292,8 +293,6 @@ def test_two_brands_sockets_at_once_never_see_each_others_data(
             converse(b, "How much is ceramic tint?", "b1"),
         )
         # Staff of each brand answer their own customer at the same moment.
-        from chat.db import in_schema
-
         await asyncio.gather(
             in_schema(
                 tenant_tx.schema_name,
@@ -346,8 +345,6 @@ def test_the_model_reads_what_staff_wrote_between_a_sockets_turns(
         boss = get_user_model().objects.create_superuser("alpha-boss")
 
     async def staff(action, **kwargs):
-        from chat.db import in_schema
-
         await in_schema(
             tenant_tx.schema_name,
             lambda: action(
