@@ -23,6 +23,7 @@ against 7.3-9.0 ms.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 
 # The longest a finished answer's store waits for the answers that are starting.
@@ -41,13 +42,16 @@ class _Starts:
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Starts] = (
     weakref.WeakKeyDictionary()
 )
+# Guards _by_loop's additions against ``any_starting``'s reads from other threads.
+_by_loop_lock = threading.Lock()
 
 
 def _starts() -> _Starts:
     loop = asyncio.get_running_loop()
     starts = _by_loop.get(loop)
     if starts is None:
-        starts = _by_loop[loop] = _Starts()
+        with _by_loop_lock:
+            starts = _by_loop[loop] = _Starts()
     return starts
 
 
@@ -77,6 +81,14 @@ def answer_start() -> Start:
 def starting() -> int:
     """How many answers of the running event loop are starting."""
     return len(_starts().open)
+
+
+def any_starting() -> bool:
+    """Whether an answer is starting on an event loop of the process that is not
+    closed; from any thread (leadorch.collector)."""
+    with _by_loop_lock:
+        loops = list(_by_loop.items())
+    return any(starts.open for loop, starts in loops if not loop.is_closed())
 
 
 async def starts_settled(most: float | None = None) -> None:

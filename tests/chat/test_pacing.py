@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from chat import pacing
@@ -67,3 +68,36 @@ def test_each_event_loop_counts_its_own_starts():
     assert asyncio.run(open_one()) == 1
     # A start left open on another loop holds up nothing here.
     assert asyncio.run(count()) == 0
+
+
+def test_any_starting_sees_the_starts_of_every_live_loop_from_any_thread():
+    opened, release = threading.Event(), threading.Event()
+    seen = []
+
+    async def serve():
+        start = pacing.answer_start()
+        opened.set()
+        await asyncio.to_thread(release.wait, 5)
+        start.end()
+        seen.append(pacing.any_starting())
+
+    server = threading.Thread(target=asyncio.run, args=(serve(),))
+    server.start()
+    assert opened.wait(5)
+    try:
+        # Read from this thread, which runs no loop of its own.
+        assert pacing.any_starting()
+    finally:
+        release.set()
+        server.join(5)
+    assert seen == [False]
+    assert not pacing.any_starting()
+
+
+def test_a_start_left_open_on_a_closed_loop_does_not_count():
+    async def leave_one_open():
+        pacing.answer_start()
+        return pacing.any_starting()
+
+    assert asyncio.run(leave_one_open())
+    assert not pacing.any_starting()

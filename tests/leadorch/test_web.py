@@ -60,3 +60,31 @@ def test_a_switch_interval_of_zero_stops_the_server_with_a_readable_message(
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+IDLE_COLLECTION = """
+import gc, threading, time, weakref
+from leadorch.web import CommandLineInterface
+CommandLineInterface().load_asgi_app("leadorch.asgi:application")
+
+class Node:
+    pass
+
+first, second = Node(), Node()
+first.other, second.other = second, first
+cycle = weakref.ref(first)
+del first, second
+kept = [[] for _ in range(2000)]
+deadline = time.monotonic() + 10
+while cycle() is not None and time.monotonic() < deadline:
+    time.sleep(0.01)
+collector = [t.name for t in threading.enumerate() if t.name == "idle-collector"]
+print(gc.isenabled(), cycle() is None, collector)
+"""
+
+
+def test_the_server_collects_garbage_from_a_thread_of_its_own(tmp_path):
+    env = application_env(tmp_path, AI_PROVIDER="scripted")
+    result = run_python(["-c", IDLE_COLLECTION], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "['idle-collector']"]
