@@ -4,7 +4,7 @@ CPython collects cyclic garbage when enough objects have been made: in the
 middle of whatever runs then, every thread of the process stopped until it is
 done. In the web server that moment falls mostly inside a chat turn, since turns
 are what makes objects. Under chat load (bench/chat_ws.py, the mock provider,
-200 sessions) there were about two full collections a run, of 18 to 48 ms, and
+200 sessions) there were about two full collections a run, of 16 to 48 ms, and
 ten middle ones, of up to 16 ms; in two runs on a slow day of the machine the 4
 slowest turns were each inside a full collection.
 
