@@ -86,8 +86,6 @@ class IdleCollector:
         """Collect the generation due, unless something waits and the garbage can
         still wait; returns the generation collected, or None."""
         counts, thresholds = gc.get_count(), gc.get_threshold()
-        if counts[0] <= thresholds[0]:
-            return None
         if counts[0] <= thresholds[0] * self.most_deferred and self.busy():
             return None
         generation = generation_due(counts, thresholds, full_due=self._full_due)
